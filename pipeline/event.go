@@ -48,6 +48,7 @@ const (
 	EventReminder     EventType = "reminder"
 	EventEscalated    EventType = "escalated"
 	EventFollowUp     EventType = "follow_up"
+	EventReplayed     EventType = "replayed"
 )
 
 // Event is the audit record of one change to a notice. Version increases by

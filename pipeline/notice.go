@@ -331,4 +331,3 @@ func checkText(fe *fieldErrors, field, s string, max int, required bool) {
 		fe.add(field, "contains control characters")
 	}
 }
-

@@ -1,0 +1,44 @@
+package tracker
+
+import (
+	"encoding/binary"
+	"strconv"
+
+	"github.com/google/uuid"
+)
+
+// keys names the Redis keys of one shard.
+type keys struct{ prefix string }
+
+func shardKeys(shard int) keys { return keys{prefix: "td:{" + strconv.Itoa(shard) + "}:"} }
+
+func (k keys) notice(id string) string { return k.prefix + "n:" + id }
+func (k keys) due() string             { return k.prefix + "due" }
+func (k keys) deadline() string        { return k.prefix + "deadline" }
+func (k keys) outbox() string          { return k.prefix + "outbox" }
+func (k keys) counts() string          { return k.prefix + "counts" }
+func (k keys) overdue() string         { return k.prefix + "overdue" }
+func (k keys) claims() string          { return k.prefix + "claims" }
+func (k keys) relay() string           { return k.prefix + "relay" }
+
+// transition is the KEYS list every transition script takes (see
+// scripts/prelude.lua).
+func (k keys) transition(id string) []string {
+	return []string{k.notice(id), k.due(), k.deadline(), k.outbox(), k.counts(), k.overdue(), k.claims()}
+}
+
+// ShardOf maps a notice id to its shard. Ids are UUIDs, so their leading
+// bytes are uniformly spread.
+func ShardOf(id string, shards int) int {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		// Not a notice id: still map it deterministically so lookups of
+		// bad ids fail as "not found" rather than panic.
+		var h uint32
+		for i := 0; i < len(id); i++ {
+			h = h*31 + uint32(id[i])
+		}
+		return int(h % uint32(shards))
+	}
+	return int(binary.BigEndian.Uint32(u[:4]) % uint32(shards))
+}

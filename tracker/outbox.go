@@ -1,0 +1,124 @@
+package tracker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/takedown-eu/takedown/pipeline"
+)
+
+// OutboxEntry is one event waiting in a shard's outbox.
+type OutboxEntry struct {
+	StreamID string // the Redis stream entry id, for Trim
+	Event    pipeline.Event
+}
+
+// ReadOutbox returns up to limit of the oldest events of one shard, in the
+// order they were written.
+func (s *Store) ReadOutbox(ctx context.Context, shard, limit int) ([]OutboxEntry, error) {
+	msgs, err := s.rdb.XRangeN(ctx, shardKeys(shard).outbox(), "-", "+", int64(limit)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read outbox %d: %w", shard, err)
+	}
+	out := make([]OutboxEntry, 0, len(msgs))
+	for _, m := range msgs {
+		ev, err := outboxEvent(m)
+		if err != nil {
+			return nil, fmt.Errorf("outbox %d entry %s: %w", shard, m.ID, err)
+		}
+		out = append(out, OutboxEntry{StreamID: m.ID, Event: ev})
+	}
+	return out, nil
+}
+
+// TrimOutbox deletes relayed entries.
+func (s *Store) TrimOutbox(ctx context.Context, shard int, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := s.rdb.XDel(ctx, shardKeys(shard).outbox(), ids...).Err(); err != nil {
+		return fmt.Errorf("trim outbox %d: %w", shard, err)
+	}
+	return nil
+}
+
+func outboxEvent(m redis.XMessage) (pipeline.Event, error) {
+	str := func(f string) string { s, _ := m.Values[f].(string); return s }
+	var ev pipeline.Event
+	if x := str("x"); x != "" {
+		if err := json.Unmarshal([]byte(x), &ev); err != nil {
+			return ev, fmt.Errorf("details: %w", err)
+		}
+	}
+	v, err := strconv.ParseInt(str("v"), 10, 64)
+	if err != nil {
+		return ev, fmt.Errorf("version %q: %w", str("v"), err)
+	}
+	at, err := time.Parse(time.RFC3339Nano, str("at"))
+	if err != nil {
+		return ev, fmt.Errorf("time %q: %w", str("at"), err)
+	}
+	ev.Schema = pipeline.EventSchema
+	ev.NoticeID = str("n")
+	ev.Version = v
+	ev.ID = pipeline.EventID(ev.NoticeID, v)
+	ev.Type = pipeline.EventType(str("t"))
+	ev.At = at
+	ev.State = pipeline.State(str("st"))
+	ev.Issuer, ev.Provider, ev.Kind, ev.Reference = str("is"), str("pr"), pipeline.Kind(str("k")), str("ref")
+	ev.Overdue = str("ov") == "1"
+	if str("run") == "1" {
+		ev.Deadline = msTime(str("dl"))
+	}
+	ev.DeliveredAt = msTime(str("da"))
+	if it := str("it"); it != "" {
+		b := it == "1"
+		ev.InTime = &b
+	}
+	if ms := str("ms"); ms != "" {
+		n, _ := strconv.ParseInt(ms, 10, 64)
+		sec := float64(n) / 1000
+		ev.Seconds = &sec
+	}
+	if att := str("att"); att != "" {
+		ev.Attempt, _ = strconv.Atoi(att)
+	}
+	return ev, nil
+}
+
+func msTime(s string) *time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return nil
+	}
+	t := time.UnixMilli(n).UTC()
+	return &t
+}
+
+// AcquireShard takes or renews the relay lease of one shard for owner.
+// Only the lease holder relays a shard, so its events leave in order.
+func (s *Store) AcquireShard(ctx context.Context, shard int, owner string, ttl time.Duration) (bool, error) {
+	key := shardKeys(shard).relay()
+	ok, err := s.rdb.SetNX(ctx, key, owner, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("relay lease %d: %w", shard, err)
+	}
+	if ok {
+		return true, nil
+	}
+	renewed, err := s.scripts.renew.Run(ctx, s.rdb, []string{key}, owner, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("relay lease %d: %w", shard, err)
+	}
+	return renewed == 1, nil
+}
+
+// ReleaseShard gives the relay lease up if owner holds it.
+func (s *Store) ReleaseShard(ctx context.Context, shard int, owner string) error {
+	return s.scripts.release.Run(ctx, s.rdb, []string{shardKeys(shard).relay()}, owner).Err()
+}

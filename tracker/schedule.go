@@ -1,0 +1,171 @@
+package tracker
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/takedown-eu/takedown/pipeline"
+)
+
+// Claim takes up to limit notices of one shard whose follow-up is due at
+// now, under a lease that ends at leaseEnd. Only the holder of token may
+// fire them; if it does not before the lease ends, they come back.
+func (s *Store) Claim(ctx context.Context, shard int, now, leaseEnd time.Time, limit int, token string) ([]string, error) {
+	k := shardKeys(shard)
+	ids, err := s.scripts.claim.Run(ctx, s.rdb, []string{k.due(), k.claims()},
+		now.UnixMilli(), leaseEnd.UnixMilli(), limit, token).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("claim shard %d: %w", shard, err)
+	}
+	return ids, nil
+}
+
+// Record is a notice as the tracker holds it.
+type Record struct {
+	pipeline.Snapshot
+	Reference   string
+	Fingerprint string
+	// Body is the notice's JSON as delivered.
+	Body        []byte
+	DeliveredAt time.Time
+	Running     bool
+	Ground      pipeline.Ground
+	ActionAt    time.Time
+	InTime      bool
+	Conflicts   int
+}
+
+// Get reads one notice.
+func (s *Store) Get(ctx context.Context, id string) (Record, error) {
+	m, err := s.rdb.HGetAll(ctx, s.keysFor(id).notice(id)).Result()
+	if err != nil {
+		return Record{}, fmt.Errorf("get %s: %w", id, err)
+	}
+	if len(m) == 0 {
+		return Record{}, fmt.Errorf("get %s: %w", id, pipeline.ErrNotFound)
+	}
+	return parseRecord(m), nil
+}
+
+// GetMany reads several notices in one round trip; missing ones are left
+// out of the result.
+func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]Record, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, s.keysFor(id).notice(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get %d notices: %w", len(ids), err)
+	}
+	out := make(map[string]Record, len(ids))
+	for i, c := range cmds {
+		if m := c.Val(); len(m) > 0 {
+			out[ids[i]] = parseRecord(m)
+		}
+	}
+	return out, nil
+}
+
+func parseRecord(m map[string]string) Record {
+	ms := func(f string) time.Time {
+		n, _ := strconv.ParseInt(m[f], 10, 64)
+		if n == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(n).UTC()
+	}
+	n := func(f string) int64 { v, _ := strconv.ParseInt(m[f], 10, 64); return v }
+	return Record{
+		Snapshot: pipeline.Snapshot{
+			ID: m["id"], Version: n("v"), State: pipeline.State(m["state"]), Kind: pipeline.Kind(m["kind"]),
+			Issuer: m["issuer"], Provider: m["provider"], CreatedAt: ms("created"),
+			ClockStart: ms("clock"), Deadline: ms("deadline"), Window: time.Duration(n("window")) * time.Millisecond,
+			Deliveries: int(n("deliveries")), LastDelivery: ms("last_delivery"), Reminders: int(n("reminders")),
+			Overdue: m["overdue"] == "1", FollowUps: int(n("followups")), LastFollowUp: ms("last_followup"),
+			BlockedAt: ms("blocked_at"),
+		},
+		Reference: m["ref"], Fingerprint: m["fp"], Body: []byte(m["notice"]),
+		DeliveredAt: ms("delivered_at"), Running: m["running"] == "1", Ground: pipeline.Ground(m["ground"]),
+		ActionAt: ms("action_at"), InTime: m["in_time"] == "1", Conflicts: int(n("conflicts")),
+	}
+}
+
+// FollowUp fires a planned follow-up under the claim token, if the notice
+// is still at version, and sets its next follow-up (zero: none). act is one
+// of the pipeline.FollowUp actions other than deliver and fail, or
+// "attempt" for a delivery attempt that failed, or "none".
+func (s *Store) FollowUp(ctx context.Context, id, token string, version int64, act string, now, next time.Time, ev pipeline.Event) (int64, error) {
+	nextMS := int64(0)
+	if !next.IsZero() {
+		nextMS = next.UnixMilli()
+	}
+	r, err := s.run(ctx, s.scripts.followup, id, now, token, version, act, nextMS, details(ev))
+	if err != nil {
+		return 0, fmt.Errorf("follow-up %s %s: %w", act, id, err)
+	}
+	if err := statusErr(r, "follow-up "+act+" "+id); err != nil {
+		return 0, err
+	}
+	return r.int(0), nil
+}
+
+// Fail moves a never-delivered notice to failed under the claim token.
+func (s *Store) Fail(ctx context.Context, id, token string, version int64, now time.Time, reason string) (int64, error) {
+	r, err := s.run(ctx, s.scripts.fail, id, now, token, version, details(pipeline.Event{Explanation: reason}))
+	if err != nil {
+		return 0, fmt.Errorf("fail %s: %w", id, err)
+	}
+	if err := statusErr(r, "fail "+id); err != nil {
+		return 0, err
+	}
+	return r.int(0), nil
+}
+
+// Counts are cluster-wide gauges read from the per-shard counters.
+type Counts struct {
+	// ByState counts notices per state (terminal states included).
+	ByState map[pipeline.State]int64
+	// OverdueByProvider counts open notices past their deadline.
+	OverdueByProvider map[string]int64
+	// Outbox is the number of events not yet relayed.
+	Outbox int64
+}
+
+// Counts sums the per-shard counters in one round trip.
+func (s *Store) Counts(ctx context.Context) (Counts, error) {
+	states := make([]*redis.MapStringStringCmd, s.shards)
+	overdue := make([]*redis.MapStringStringCmd, s.shards)
+	outbox := make([]*redis.IntCmd, s.shards)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range s.shards {
+			k := shardKeys(i)
+			states[i] = p.HGetAll(ctx, k.counts())
+			overdue[i] = p.HGetAll(ctx, k.overdue())
+			outbox[i] = p.XLen(ctx, k.outbox())
+		}
+		return nil
+	})
+	if err != nil {
+		return Counts{}, fmt.Errorf("counts: %w", err)
+	}
+	c := Counts{ByState: map[pipeline.State]int64{}, OverdueByProvider: map[string]int64{}}
+	for i := range s.shards {
+		for st, v := range states[i].Val() {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			c.ByState[pipeline.State(st)] += n
+		}
+		for p, v := range overdue[i].Val() {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			c.OverdueByProvider[p] += n
+		}
+		c.Outbox += outbox[i].Val()
+	}
+	return c, nil
+}

@@ -1,0 +1,16 @@
+-- create: record a new notice as received, or report a duplicate or a
+-- conflict. KEYS: see prelude.
+-- ARGV[4] fingerprint, [5] kind, [6] issuer, [7] provider, [8] reference,
+-- [9] first follow-up (ms), [10] notice JSON, [11] event details JSON.
+-- Returns {'ok', version} | {'dup', state} | {'conflict', state}.
+local fp = ARGV[4]
+if redis.call('EXISTS', N) == 1 then
+  if get('fp') == fp then return {'dup', get('state')} end
+  redis.call('HINCRBY', N, 'conflicts', 1)
+  return {'conflict', get('state')}
+end
+redis.call('HSET', N, 'id', ID, 'v', 0, 'state', 'received', 'fp', fp, 'kind', ARGV[5],
+  'issuer', ARGV[6], 'provider', ARGV[7], 'ref', ARGV[8], 'created', NOW, 'notice', ARGV[10])
+redis.call('HINCRBY', CNT, 'received', 1)
+redis.call('ZADD', DUE, ARGV[9], ID)
+return {'ok', emit('received', ARGV[11])}

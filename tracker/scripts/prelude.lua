@@ -1,0 +1,64 @@
+-- Shared prelude, prepended to every transition script at load time.
+--
+-- Every transition script takes the same KEYS, all in one hash-tag slot:
+--   KEYS[1] notice hash   td:{s}:n:<id>
+--   KEYS[2] due index     td:{s}:due       (zset: next follow-up, ms)
+--   KEYS[3] deadlines     td:{s}:deadline  (zset: running deadlines, ms)
+--   KEYS[4] outbox        td:{s}:outbox    (stream of events to relay)
+--   KEYS[5] counts        td:{s}:counts    (hash: state -> open count)
+--   KEYS[6] overdue       td:{s}:overdue   (hash: provider -> overdue count)
+--   KEYS[7] claims        td:{s}:claims    (hash: id -> scheduler claim token)
+-- ARGV[1] is always the notice id and ARGV[2] the current time in ms,
+-- ARGV[3] the same time as RFC 3339 text for the event.
+local N, DUE, DL, OUT, CNT, OVD, CLM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local ID, NOW, NOWTXT = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+local function get(f) return redis.call('HGET', N, f) end
+local function num(f) return tonumber(redis.call('HGET', N, f) or '0') or 0 end
+
+-- set_state moves the notice to a new state and keeps the per-state
+-- counters in step.
+local function set_state(old, new)
+  redis.call('HSET', N, 'state', new)
+  redis.call('HINCRBY', CNT, old, -1)
+  redis.call('HINCRBY', CNT, new, 1)
+end
+
+-- clear_overdue drops the overdue flag and its per-provider counter.
+local function clear_overdue()
+  if get('overdue') == '1' then
+    redis.call('HSET', N, 'overdue', '0')
+    redis.call('HINCRBY', OVD, get('provider'), -1)
+  end
+end
+
+-- close takes a notice out of every index once it is terminal.
+local function close()
+  redis.call('ZREM', DUE, ID)
+  redis.call('ZREM', DL, ID)
+  redis.call('HDEL', CLM, ID)
+  clear_overdue()
+end
+
+-- emit bumps the version and appends the event to the outbox in the same
+-- atomic step as the change it records. extra is a list of field/value
+-- pairs; x is a JSON object of event details prepared by the caller.
+local function emit(typ, x, extra)
+  local v = redis.call('HINCRBY', N, 'v', 1)
+  local f = {'n', ID, 'v', v, 't', typ, 'at', NOWTXT, 'st', get('state'),
+             'is', get('issuer'), 'pr', get('provider'), 'k', get('kind'), 'ref', get('ref'),
+             'dl', get('deadline') or '', 'run', get('running') or '0', 'ov', get('overdue') or '0',
+             'da', get('delivered_at') or '', 'x', x or ''}
+  if extra then for _, e in ipairs(extra) do f[#f + 1] = e end end
+  redis.call('XADD', OUT, '*', unpack(f))
+  return v
+end
+
+-- check_message returns true when this message (stream sequence of the
+-- feedback or intake message) was already applied: redelivery is a no-op.
+local function seen(msgkey)
+  return msgkey ~= '' and get('lastmsg') == msgkey
+end
+local function mark(msgkey)
+  if msgkey ~= '' then redis.call('HSET', N, 'lastmsg', msgkey) end
+end

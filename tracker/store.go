@@ -1,0 +1,246 @@
+package tracker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/takedown-eu/takedown/pipeline"
+)
+
+// Config configures a Store. The zero value is usable: 16 shards.
+type Config struct {
+	// Shards is the number of hash-tag shards. It must not change while
+	// data exists: a notice's shard is derived from its id. Default 16.
+	Shards int
+}
+
+// Store is the Redis tracker. It is safe for concurrent use; it does not
+// own the client, so Close the client yourself.
+type Store struct {
+	rdb     redis.UniversalClient
+	shards  int
+	scripts scripts
+}
+
+// New returns a Store over rdb, which may be a single client, a Sentinel
+// failover client or a cluster client.
+func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
+	if cfg.Shards == 0 {
+		cfg.Shards = 16
+	}
+	if cfg.Shards < 1 || cfg.Shards > 1024 {
+		return nil, fmt.Errorf("tracker: shards must be between 1 and 1024, got %d", cfg.Shards)
+	}
+	return &Store{rdb: rdb, shards: cfg.Shards, scripts: loadScripts()}, nil
+}
+
+// Shards is the configured shard count.
+func (s *Store) Shards() int { return s.shards }
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+func (s *Store) keysFor(id string) keys { return shardKeys(ShardOf(id, s.shards)) }
+
+// reply is a parsed script reply: a status word and its values.
+type reply struct {
+	status string
+	vals   []any
+}
+
+func (r reply) int(i int) int64 {
+	if i >= len(r.vals) {
+		return 0
+	}
+	switch v := r.vals[i].(type) {
+	case int64:
+		return v
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	return 0
+}
+
+func (r reply) str(i int) string {
+	if i >= len(r.vals) {
+		return ""
+	}
+	s, _ := r.vals[i].(string)
+	return s
+}
+
+func (s *Store) run(ctx context.Context, sc *redis.Script, id string, now time.Time, args ...any) (reply, error) {
+	k := s.keysFor(id)
+	argv := append([]any{id, now.UnixMilli(), now.UTC().Format(time.RFC3339Nano)}, args...)
+	res, err := sc.Run(ctx, s.rdb, k.transition(id), argv...).Slice()
+	if err != nil {
+		return reply{}, err
+	}
+	if len(res) == 0 {
+		return reply{}, errors.New("tracker: empty script reply")
+	}
+	st, _ := res[0].(string)
+	return reply{status: st, vals: res[1:]}, nil
+}
+
+// statusErr maps a script status to the package's errors.
+func statusErr(r reply, op string) error {
+	switch r.status {
+	case "ok":
+		return nil
+	case "dup":
+		return fmt.Errorf("%s: notice is %s: %w", op, r.str(0), pipeline.ErrDuplicate)
+	case "not_found":
+		return fmt.Errorf("%s: %w", op, pipeline.ErrNotFound)
+	case "forbidden":
+		return fmt.Errorf("%s: %w", op, pipeline.ErrForbidden)
+	case "conflict":
+		return fmt.Errorf("%s: %w", op, pipeline.ErrConflict)
+	case "stale":
+		return fmt.Errorf("%s: %w", op, pipeline.ErrStale)
+	case "early":
+		return fmt.Errorf("%s: %w", op, ErrNotYetDelivered)
+	case "illegal":
+		msg := fmt.Sprintf("%s: notice is %s", op, r.str(0))
+		if g := r.str(1); g != "" {
+			msg += " (ground " + g + ")"
+		}
+		return fmt.Errorf("%s: %w", msg, pipeline.ErrIllegalTransition)
+	}
+	return fmt.Errorf("%s: unexpected script status %q", op, r.status)
+}
+
+// ErrNotYetDelivered reports feedback that overtook the delivery record:
+// the provider answered before the tracker recorded the delivery. Retry
+// shortly; it is not a rejection.
+var ErrNotYetDelivered = errors.New("notice not yet recorded as delivered")
+
+func details(e pipeline.Event) string {
+	b, _ := json.Marshal(e) // an Event always marshals
+	return string(b)
+}
+
+// Create records a new notice as received. body is the notice's JSON as
+// it will be delivered. firstFollowUp is when the scheduler should check
+// that delivery happened. It returns ErrDuplicate for the same submission
+// again and ErrConflict for the same reference with different content.
+func (s *Store) Create(ctx context.Context, n *pipeline.Notice, body []byte, now, firstFollowUp time.Time) (int64, error) {
+	id := n.ID()
+	r, err := s.run(ctx, s.scripts.create, id, now,
+		n.Fingerprint(), string(n.Kind), n.Issuer, n.Provider, n.Reference,
+		firstFollowUp.UnixMilli(), string(body), details(pipeline.Event{Notice: body}))
+	if err != nil {
+		return 0, fmt.Errorf("create %s: %w", id, err)
+	}
+	if err := statusErr(r, "create "+id); err != nil {
+		return 0, err
+	}
+	return r.int(0), nil
+}
+
+// Delivered records receipt at the provider's contact point at now and
+// starts the window. next is the first follow-up.
+func (s *Store) Delivered(ctx context.Context, id string, now time.Time, window time.Duration, next time.Time) (deadline time.Time, err error) {
+	r, err := s.run(ctx, s.scripts.deliver, id, now, window.Milliseconds(), next.UnixMilli(), "")
+	if err != nil {
+		return time.Time{}, fmt.Errorf("deliver %s: %w", id, err)
+	}
+	if err := statusErr(r, "deliver "+id); err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(r.int(1)).UTC(), nil
+}
+
+// Applied is the outcome of a provider's feedback that changed state.
+type Applied struct {
+	Version int64
+	// Removal details, set for removed and disabled.
+	InTime        bool
+	TimeToRemoval time.Duration
+	Kind          pipeline.Kind
+}
+
+// ApplyFeedback applies a provider's feedback. msgKey identifies the
+// message carrying it (its stream sequence) so a redelivered message is a
+// no-op; pass "" when there is none.
+func (s *Store) ApplyFeedback(ctx context.Context, f pipeline.Feedback, msgKey string, now time.Time) (Applied, error) {
+	op := string(f.Type) + " " + f.NoticeID
+	var (
+		r   reply
+		err error
+	)
+	ev := pipeline.Event{ProviderReference: f.ProviderReference, Explanation: f.Explanation}
+	switch f.Type {
+	case pipeline.FeedbackAcknowledged:
+		r, err = s.run(ctx, s.scripts.acknowledge, f.NoticeID, now, f.Provider, msgKey, details(ev))
+	case pipeline.FeedbackRemoved, pipeline.FeedbackDisabled:
+		ev.Outcome, ev.ActionAt = f.Type, f.ActionAt
+		r, err = s.run(ctx, s.scripts.remove, f.NoticeID, now, f.Provider, msgKey, f.ActionAt.UnixMilli(), details(ev))
+	case pipeline.FeedbackBlocked:
+		ev.Ground = f.Ground
+		r, err = s.run(ctx, s.scripts.block, f.NoticeID, now, f.Provider, msgKey, string(f.Ground), details(ev))
+	case pipeline.FeedbackResumed:
+		r, err = s.run(ctx, s.scripts.resume, f.NoticeID, now, "provider", f.Provider, msgKey, details(ev))
+	case pipeline.FeedbackDeclined:
+		r, err = s.run(ctx, s.scripts.decline, f.NoticeID, now, f.Provider, msgKey, details(ev))
+	default:
+		return Applied{}, fmt.Errorf("%s: unknown feedback type: %w", op, pipeline.ErrInvalid)
+	}
+	if err != nil {
+		return Applied{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := statusErr(r, op); err != nil {
+		return Applied{}, err
+	}
+	a := Applied{Version: r.int(0)}
+	if f.Type == pipeline.FeedbackRemoved || f.Type == pipeline.FeedbackDisabled {
+		a.InTime = r.int(1) == 1
+		a.TimeToRemoval = time.Duration(r.int(2)) * time.Millisecond
+		a.Kind = pipeline.Kind(r.str(3))
+	}
+	return a, nil
+}
+
+// ApplyAction applies an issuer's withdrawal or clarification.
+func (s *Store) ApplyAction(ctx context.Context, a pipeline.Action, msgKey string, now time.Time) (int64, error) {
+	op := string(a.Type) + " " + a.NoticeID
+	var (
+		r   reply
+		err error
+	)
+	ev := details(pipeline.Event{Explanation: a.Explanation})
+	switch a.Type {
+	case pipeline.ActionWithdraw:
+		r, err = s.run(ctx, s.scripts.withdraw, a.NoticeID, now, a.Issuer, msgKey, ev)
+	case pipeline.ActionClarify:
+		r, err = s.run(ctx, s.scripts.resume, a.NoticeID, now, "issuer", a.Issuer, msgKey, ev)
+	default:
+		return 0, fmt.Errorf("%s: unknown action: %w", op, pipeline.ErrInvalid)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := statusErr(r, op); err != nil {
+		return 0, err
+	}
+	return r.int(0), nil
+}
+
+// Replay sends a failed notice through delivery again.
+func (s *Store) Replay(ctx context.Context, id string, now time.Time) (int64, error) {
+	r, err := s.run(ctx, s.scripts.replay, id, now, now.UnixMilli(), "")
+	if err != nil {
+		return 0, fmt.Errorf("replay %s: %w", id, err)
+	}
+	if err := statusErr(r, "replay "+id); err != nil {
+		return 0, err
+	}
+	return r.int(0), nil
+}
