@@ -42,3 +42,9 @@ func ShardOf(id string, shards int) int {
 	}
 	return int(binary.BigEndian.Uint32(u[:4]) % uint32(shards))
 }
+
+// TransitionKeys lists the keys a transition script of notice id touches.
+// Exported for tests that prove they share one cluster slot.
+func TransitionKeys(id string, shards int) []string {
+	return shardKeys(ShardOf(id, shards)).transition(id)
+}
