@@ -1,0 +1,213 @@
+// Package bus wraps JetStream for takedown: it creates the streams and
+// durable consumers idempotently, names the subjects, publishes with
+// Nats-Msg-Id, runs consumers with a bounded worker pool, and parks what
+// cannot be processed in a stream where an operator can list and replay it.
+//
+//	b, err := bus.New(ctx, js, bus.Config{})    // creates/updates streams
+//	err = b.Publish(ctx, b.DeliverSubject("videohost"), id, body, nil)
+//	err = b.Run(ctx, cons, bus.RunConfig{Workers: 8}, handler)
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures the streams. Zero values take the documented defaults.
+type Config struct {
+	// Prefix of every subject. Default "takedown". Stream names are the
+	// upper-cased prefix plus _INTAKE, _DELIVER, _FEEDBACK, _EVENTS, _PARKED.
+	Prefix string
+	// Replicas of every stream: 1 on one machine, 3 in a cluster. Default 1.
+	Replicas int
+	// DeliverMaxAge keeps delivered notices for providers to read. Default 30 days.
+	DeliverMaxAge time.Duration
+	// EventsMaxAge keeps the audit log. Default 190 days (TCO Art. 6: six
+	// months of preservation, plus margin).
+	EventsMaxAge time.Duration
+	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values
+	// to drop duplicate publishes. Default 10 minutes.
+	DuplicateWindow time.Duration
+	// Storage is file (default) or memory.
+	Storage jetstream.StorageType
+}
+
+func (c *Config) defaults() {
+	if c.Prefix == "" {
+		c.Prefix = "takedown"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DeliverMaxAge == 0 {
+		c.DeliverMaxAge = 30 * 24 * time.Hour
+	}
+	if c.EventsMaxAge == 0 {
+		c.EventsMaxAge = 190 * 24 * time.Hour
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 10 * time.Minute
+	}
+}
+
+// Bus is the project's view of JetStream. Safe for concurrent use.
+type Bus struct {
+	js  jetstream.JetStream
+	cfg Config
+}
+
+// Stream identifies one of the project's streams.
+type Stream string
+
+const (
+	Intake   Stream = "INTAKE"
+	Deliver  Stream = "DELIVER"
+	Feedback Stream = "FEEDBACK"
+	Events   Stream = "EVENTS"
+	Parked   Stream = "PARKED"
+)
+
+// New creates or updates the streams and returns the Bus.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Bus, error) {
+	cfg.defaults()
+	if strings.ContainsAny(cfg.Prefix, ".*> ") {
+		return nil, fmt.Errorf("bus: prefix %q must be a single subject token", cfg.Prefix)
+	}
+	b := &Bus{js: js, cfg: cfg}
+	for _, sc := range b.streamConfigs() {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("bus: stream %s: %w", sc.Name, err)
+		}
+	}
+	return b, nil
+}
+
+func (b *Bus) streamConfigs() []jetstream.StreamConfig {
+	c := b.cfg
+	base := func(s Stream, desc string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name: b.StreamName(s), Description: desc,
+			Subjects: []string{b.subject(strings.ToLower(string(s)), ">")},
+			Replicas: c.Replicas, Storage: c.Storage, Duplicates: c.DuplicateWindow,
+			Discard: jetstream.DiscardOld,
+		}
+	}
+	intake := base(Intake, "Notices and issuer actions, one subject per issuer; work queue.")
+	intake.Retention = jetstream.WorkQueuePolicy
+	deliver := base(Deliver, "Notices delivered to providers, one subject per provider.")
+	deliver.MaxAge = c.DeliverMaxAge
+	feedback := base(Feedback, "Provider feedback, one subject per provider; work queue.")
+	feedback.Retention = jetstream.WorkQueuePolicy
+	events := base(Events, "Audit log: every state change and follow-up of every notice.")
+	events.MaxAge = c.EventsMaxAge
+	parked := base(Parked, "Messages that could not be processed, with the reason; kept until an operator removes them.")
+	return []jetstream.StreamConfig{intake, deliver, feedback, events, parked}
+}
+
+// JetStream is the underlying JetStream context.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Prefix is the configured subject prefix.
+func (b *Bus) Prefix() string { return b.cfg.Prefix }
+
+// StreamName is the JetStream name of s, such as TAKEDOWN_INTAKE.
+func (b *Bus) StreamName(s Stream) string { return strings.ToUpper(b.cfg.Prefix) + "_" + string(s) }
+
+func (b *Bus) subject(tokens ...string) string {
+	return b.cfg.Prefix + "." + strings.Join(tokens, ".")
+}
+
+// IntakeSubject is where issuer publishes notices and actions.
+func (b *Bus) IntakeSubject(issuer string) string { return b.subject("intake", issuer) }
+
+// DeliverSubject is where provider reads its notices.
+func (b *Bus) DeliverSubject(provider string) string { return b.subject("deliver", provider) }
+
+// FeedbackSubject is where provider publishes feedback.
+func (b *Bus) FeedbackSubject(provider string) string { return b.subject("feedback", provider) }
+
+// EventSubject is where an event of one notice is published.
+func (b *Bus) EventSubject(issuer, provider, typ string) string {
+	return b.subject("events", issuer, provider, typ)
+}
+
+// ParkedSubject is where a message from stream s is parked; who is the
+// issuer or provider token of its original subject.
+func (b *Bus) ParkedSubject(s Stream, who string) string {
+	return b.subject("parked", strings.ToLower(string(s)), who)
+}
+
+// SubjectToken returns the token after "<prefix>.<kind>." in subject, the
+// issuer of an intake subject or the provider of a feedback subject.
+func (b *Bus) SubjectToken(subject string) string {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 3 || parts[0] != b.cfg.Prefix {
+		return ""
+	}
+	return parts[2]
+}
+
+// Publish publishes data with Nats-Msg-Id msgID and waits for the
+// JetStream ack.
+func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte, hdr nats.Header) (*jetstream.PubAck, error) {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if hdr != nil {
+		m.Header = hdr
+	}
+	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID))
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return ack, nil
+}
+
+// Park headers describe why a message was parked.
+const (
+	HeaderParkReason  = "Takedown-Park-Reason"
+	HeaderParkDetail  = "Takedown-Park-Detail"
+	HeaderParkSubject = "Takedown-Original-Subject"
+	HeaderParkStream  = "Takedown-Original-Stream"
+	HeaderParkSeq     = "Takedown-Original-Sequence"
+	HeaderParkedAt    = "Takedown-Parked-At"
+)
+
+// Park copies msg into the parked stream with the reason, deduplicated by
+// the original stream and sequence so a message is parked once.
+func (b *Bus) Park(ctx context.Context, s Stream, msg jetstream.Msg, reason, detail string, now time.Time) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("park: %w", err)
+	}
+	hdr := nats.Header{}
+	for k, v := range msg.Headers() {
+		if k != jetstream.MsgIDHeader {
+			hdr[k] = v
+		}
+	}
+	if len(detail) > 2000 {
+		detail = detail[:2000]
+	}
+	hdr.Set(HeaderParkReason, reason)
+	hdr.Set(HeaderParkDetail, detail)
+	hdr.Set(HeaderParkSubject, msg.Subject())
+	hdr.Set(HeaderParkStream, meta.Stream)
+	hdr.Set(HeaderParkSeq, fmt.Sprint(meta.Sequence.Stream))
+	hdr.Set(HeaderParkedAt, now.UTC().Format(time.RFC3339Nano))
+	who := b.SubjectToken(msg.Subject())
+	if who == "" {
+		who = "_"
+	}
+	id := fmt.Sprintf("park.%s.%d", meta.Stream, meta.Sequence.Stream)
+	_, err = b.Publish(ctx, b.ParkedSubject(s, who), id, msg.Data(), hdr)
+	return err
+}
+
+// ErrClosed is returned by Run when its context ends; it is not a failure.
+var ErrClosed = errors.New("bus: consumer stopped")

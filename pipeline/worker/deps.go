@@ -1,0 +1,57 @@
+package worker
+
+import (
+	"context"
+	"time"
+
+	"github.com/takedown-eu/takedown/notifier"
+	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/tracker"
+)
+
+// IntakeStore is what the intake worker needs of the tracker. Safe for
+// concurrent use.
+type IntakeStore interface {
+	Create(ctx context.Context, n *pipeline.Notice, body []byte, now, firstFollowUp time.Time) (int64, error)
+	Delivered(ctx context.Context, id string, now time.Time, window time.Duration, next time.Time) (time.Time, error)
+	Get(ctx context.Context, id string) (tracker.Record, error)
+	ApplyAction(ctx context.Context, a pipeline.Action, msgKey string, now time.Time) (int64, error)
+}
+
+// FeedbackStore is what the feedback worker needs of the tracker.
+type FeedbackStore interface {
+	ApplyFeedback(ctx context.Context, f pipeline.Feedback, msgKey string, now time.Time) (tracker.Applied, error)
+}
+
+// ScheduleStore is what the scheduler needs of the tracker.
+type ScheduleStore interface {
+	Shards() int
+	Claim(ctx context.Context, shard int, now, leaseEnd time.Time, limit int, token string) ([]string, error)
+	GetMany(ctx context.Context, ids []string) (map[string]tracker.Record, error)
+	Delivered(ctx context.Context, id string, now time.Time, window time.Duration, next time.Time) (time.Time, error)
+	FollowUp(ctx context.Context, id, token string, version int64, act string, now, next time.Time, ev pipeline.Event) (int64, error)
+	Fail(ctx context.Context, id, token string, version int64, now time.Time, reason string) (int64, error)
+}
+
+// OutboxStore is what the relay needs of the tracker.
+type OutboxStore interface {
+	Shards() int
+	ReadOutbox(ctx context.Context, shard, limit int) ([]tracker.OutboxEntry, error)
+	TrimOutbox(ctx context.Context, shard int, ids ...string) error
+	AcquireShard(ctx context.Context, shard int, owner string, ttl time.Duration) (bool, error)
+	ReleaseShard(ctx context.Context, shard int, owner string) error
+}
+
+// Deliverer delivers a notice over its provider's channel; see
+// notifier.Channel for the contract.
+type Deliverer interface {
+	Deliver(ctx context.Context, d notifier.Delivery) (notifier.Receipt, error)
+}
+
+var (
+	_ IntakeStore   = (*tracker.Store)(nil)
+	_ FeedbackStore = (*tracker.Store)(nil)
+	_ ScheduleStore = (*tracker.Store)(nil)
+	_ OutboxStore   = (*tracker.Store)(nil)
+	_ Deliverer     = (*notifier.Notifier)(nil)
+)

@@ -1,0 +1,180 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/takedown-eu/takedown/metrics"
+	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/bus"
+	"github.com/takedown-eu/takedown/tracker"
+)
+
+// Intake consumes issuers' intake subjects: it validates each notice,
+// records it in the tracker (deduplicated by its derived id), delivers it
+// to the provider and starts the clock. Issuer actions (withdraw, clarify)
+// travel the same subjects. What cannot be processed is parked with a
+// reason, never dropped.
+type Intake struct {
+	Bus      *bus.Bus
+	Store    IntakeStore
+	Deliver  Deliverer
+	Dir      *pipeline.Directory
+	Clock    pipeline.Clock
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
+	Workers  int
+	Ready    func() bool
+	Consumer bus.ConsumerConfig
+}
+
+// Run consumes until ctx ends, then drains in-flight messages.
+func (w *Intake) Run(ctx context.Context) error {
+	cfg := w.Consumer
+	cfg.Stream = bus.Intake
+	if cfg.Name == "" {
+		cfg.Name = "intake"
+	}
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = 50
+	}
+	cons, err := w.Bus.Consumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	log := w.Logger.With("component", "intake")
+	return w.Bus.Run(ctx, cons, bus.RunConfig{
+		Stream: bus.Intake, Workers: w.Workers, MaxDeliver: cfg.MaxDeliver, Ready: w.Ready, Logger: log,
+		OnPark: func(reason string) { w.Metrics.Parked.WithLabelValues("intake", reason).Inc() },
+		Now:    w.Clock.Now,
+	}, w.Handle)
+}
+
+func (w *Intake) reject(reason string, err error) bus.Outcome {
+	w.Metrics.Rejected.WithLabelValues("intake", reason).Inc()
+	return bus.Park(reason, err.Error())
+}
+
+// Handle processes one intake message.
+func (w *Intake) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
+	subjectIssuer := w.Bus.SubjectToken(msg.Subject())
+	in, err := pipeline.DecodeIntake(msg.Data())
+	if err != nil {
+		return w.reject("invalid", err)
+	}
+	if in.Action != nil {
+		return w.action(ctx, msg, *in.Action, subjectIssuer)
+	}
+	n := in.Notice
+	if n.Issuer != subjectIssuer {
+		return w.reject("issuer_mismatch", fmt.Errorf("notice names issuer %q but was published on %s", n.Issuer, msg.Subject()))
+	}
+	if _, ok := w.Dir.Issuer(n.Issuer); !ok {
+		return w.reject("unknown_issuer", fmt.Errorf("issuer %q is not in the directory", n.Issuer))
+	}
+	if _, ok := w.Dir.Provider(n.Provider); !ok {
+		return w.reject("unknown_provider", fmt.Errorf("provider %q is not in the directory", n.Provider))
+	}
+	id := n.ID()
+	body, err := json.Marshal(n)
+	if err != nil {
+		return w.reject("invalid", err)
+	}
+	now := w.Clock.Now()
+	_, err = w.Store.Create(ctx, n, body, now, now.Add(w.Dir.Policy(n.Kind).RetryDeliveryEvery.D()))
+	switch {
+	case err == nil:
+		w.Metrics.NoticesReceived.WithLabelValues(string(n.Kind), n.Issuer).Inc()
+		w.Metrics.Transitions.WithLabelValues(string(pipeline.EventReceived)).Inc()
+	case errors.Is(err, pipeline.ErrDuplicate):
+		w.Metrics.Duplicates.WithLabelValues(n.Issuer).Inc()
+		rec, gerr := w.Store.Get(ctx, id)
+		if gerr != nil {
+			return bus.Retry(0, gerr)
+		}
+		if rec.State != pipeline.StateReceived {
+			return bus.Done()
+		}
+		// Accepted earlier but not yet delivered (a crash in between):
+		// finish the job.
+	case errors.Is(err, pipeline.ErrConflict):
+		w.Logger.Warn("conflicting submission refused; the original notice is untouched",
+			"component", "intake", "notice", id, "issuer", n.Issuer, "reference", n.Reference)
+		return w.reject("conflict", fmt.Errorf("notice %s (issuer %s, reference %q) exists with different content: %w", id, n.Issuer, n.Reference, err))
+	default:
+		return bus.Retry(0, err)
+	}
+	rec := deliveryRecorder{deliver: w.Deliver, record: w.Store.Delivered, dir: w.Dir, metrics: w.Metrics}
+	if err := rec.run(ctx, id, n.Provider, n.Kind, body, 1); err != nil {
+		// The notice is recorded; the scheduler also retries delivery, so
+		// a retry here only makes it faster.
+		return bus.Retry(0, err)
+	}
+	return bus.Done()
+}
+
+func (w *Intake) action(ctx context.Context, msg jetstream.Msg, a pipeline.Action, subjectIssuer string) bus.Outcome {
+	if a.Issuer != subjectIssuer {
+		return w.reject("issuer_mismatch", fmt.Errorf("action names issuer %q but was published on %s", a.Issuer, msg.Subject()))
+	}
+	if _, ok := w.Dir.Issuer(a.Issuer); !ok {
+		return w.reject("unknown_issuer", fmt.Errorf("issuer %q is not in the directory", a.Issuer))
+	}
+	_, err := w.Store.ApplyAction(ctx, a, msgKey("i", msg), w.Clock.Now())
+	if out, done := w.transitionOutcome("intake", err); done {
+		return out
+	}
+	ev := pipeline.EventWithdrawn
+	if a.Type == pipeline.ActionClarify {
+		ev = pipeline.EventClarified
+	}
+	w.Metrics.Transitions.WithLabelValues(string(ev)).Inc()
+	return bus.Done()
+}
+
+// transitionOutcome maps a tracker error to a message outcome; done is
+// false when the transition succeeded and the caller carries on.
+func (w *Intake) transitionOutcome(source string, err error) (bus.Outcome, bool) {
+	return transitionOutcome(w.Metrics, source, err)
+}
+
+func transitionOutcome(m *metrics.Metrics, source string, err error) (bus.Outcome, bool) {
+	reject := func(reason string) (bus.Outcome, bool) {
+		m.Rejected.WithLabelValues(source, reason).Inc()
+		return bus.Park(reason, err.Error()), true
+	}
+	switch {
+	case err == nil:
+		return bus.Outcome{}, false
+	case errors.Is(err, pipeline.ErrDuplicate):
+		return bus.Done(), true
+	case errors.Is(err, tracker.ErrNotYetDelivered):
+		return bus.Retry(0, err), true
+	case errors.Is(err, pipeline.ErrNotFound):
+		return reject("unknown_notice")
+	case errors.Is(err, pipeline.ErrForbidden):
+		return reject("forbidden")
+	case errors.Is(err, pipeline.ErrIllegalTransition):
+		return reject("illegal_transition")
+	case errors.Is(err, pipeline.ErrInvalid):
+		return reject("invalid")
+	default:
+		return bus.Retry(0, err), true
+	}
+}
+
+// msgKey identifies a message by its stream sequence, so that the tracker
+// treats its redelivery as a no-op.
+func msgKey(prefix string, msg jetstream.Msg) string {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return ""
+	}
+	return prefix + strconv.FormatUint(meta.Sequence.Stream, 10)
+}
