@@ -1,0 +1,235 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/takedown-eu/takedown/internal/testenv"
+	"github.com/takedown-eu/takedown/metrics"
+	"github.com/takedown-eu/takedown/notifier"
+	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/bus"
+	"github.com/takedown-eu/takedown/pipeline/worker"
+	"github.com/takedown-eu/takedown/tracker"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+const directoryYAML = `
+issuers:
+  - {id: de-bka, name: BKA, member_state: DE}
+  - {id: fr-pharos, name: PHAROS, member_state: FR}
+providers:
+  - {id: videohost, name: VideoHost, member_state: IE}
+  - {id: filedrop, name: FileDrop, member_state: NL}
+`
+
+// harness is a pipeline on a real embedded NATS server and a real
+// redis-server, with a manual clock.
+type harness struct {
+	t       *testing.T
+	nats    *testenv.NATSServer
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	bus     *bus.Bus
+	rdb     *redis.Client
+	store   *tracker.Store
+	dir     *pipeline.Directory
+	clock   *testenv.Clock
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	notif   *notifier.Notifier
+}
+
+type option func(*harnessOpts)
+
+type harnessOpts struct{ rdb *redis.Client }
+
+func withRedis(rdb *redis.Client) option { return func(o *harnessOpts) { o.rdb = rdb } }
+
+func newHarness(t *testing.T, opts ...option) *harness {
+	t.Helper()
+	var o harnessOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	h := &harness{t: t, clock: testenv.NewClock(t0), reg: prometheus.NewRegistry()}
+	h.nats, h.nc, h.js = testenv.NATS(t)
+	h.rdb = o.rdb
+	if h.rdb == nil {
+		h.rdb = testenv.Redis(t)
+	}
+	var err error
+	if h.bus, err = bus.New(context.Background(), h.js, bus.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if h.store, err = tracker.New(h.rdb, tracker.Config{Shards: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if h.dir, err = pipeline.ParseDirectory([]byte(directoryYAML), "yaml"); err != nil {
+		t.Fatal(err)
+	}
+	h.metrics = metrics.New(h.reg)
+	level := slog.LevelError
+	if testing.Verbose() {
+		level = slog.LevelDebug
+	}
+	h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	h.notif = notifier.New(h.dir, map[pipeline.Channel]notifier.Channel{pipeline.ChannelNATS: notifier.NewNATS(h.bus, h.clock)})
+	return h
+}
+
+// start runs the intake and feedback workers and the relay until the test
+// ends. The scheduler is driven by hand with the manual clock.
+func (h *harness) start(ready func() bool) {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	run := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				h.t.Errorf("worker: %v", err)
+			}
+		}()
+	}
+	run((&worker.Intake{Bus: h.bus, Store: h.store, Deliver: h.notif, Dir: h.dir, Clock: h.clock, Metrics: h.metrics, Logger: h.log, Ready: ready}).Run)
+	run((&worker.Feedback{Bus: h.bus, Store: h.store, Dir: h.dir, Clock: h.clock, Metrics: h.metrics, Logger: h.log, Ready: ready}).Run)
+	run((&worker.Relay{Store: h.store, Bus: h.bus, Metrics: h.metrics, Logger: h.log, Interval: 10 * time.Millisecond}).Run)
+	h.t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+func (h *harness) scheduler(owner string) *worker.Scheduler {
+	return &worker.Scheduler{Store: h.store, Deliver: h.notif, Dir: h.dir, Clock: h.clock, Metrics: h.metrics, Logger: h.log, Owner: owner, Lease: 30 * time.Second}
+}
+
+func (h *harness) publish(subject, msgID string, v any) {
+	h.t.Helper()
+	data, ok := v.([]byte)
+	if !ok {
+		data = testenv.JSON(v)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	if _, err := h.js.PublishMsg(context.Background(), m, opts...); err != nil {
+		h.t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+func (h *harness) submit(n pipeline.Notice) string {
+	h.t.Helper()
+	h.publish(h.bus.IntakeSubject(n.Issuer), n.ID(), n)
+	return n.ID()
+}
+
+func (h *harness) feedback(f pipeline.Feedback) {
+	h.t.Helper()
+	h.publish(h.bus.FeedbackSubject(f.Provider), "", f)
+}
+
+func (h *harness) state(id string) pipeline.State {
+	rec, err := h.store.Get(context.Background(), id)
+	if err != nil {
+		return ""
+	}
+	return rec.State
+}
+
+func (h *harness) waitState(id string, want pipeline.State) {
+	h.t.Helper()
+	testenv.WaitFor(h.t, 15*time.Second, "notice "+id+" "+string(want), func() bool { return h.state(id) == want })
+}
+
+// streamMsgs returns every message of a stream whose subject matches filter.
+func (h *harness) streamMsgs(s bus.Stream, filter string) []jetstream.Msg {
+	h.t.Helper()
+	ctx := context.Background()
+	cons, err := h.js.OrderedConsumer(ctx, h.bus.StreamName(s), jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []jetstream.Msg
+	pending := int(info.NumPending)
+	for len(out) < pending {
+		batch, err := cons.Fetch(pending-len(out), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			out = append(out, m)
+			n++
+		}
+		if n == 0 {
+			h.t.Fatalf("stream %s: fetched %d of %d", s, len(out), pending)
+		}
+	}
+	return out
+}
+
+// events returns the relayed events of one notice, in stream order.
+func (h *harness) events(id string) []pipeline.Event {
+	h.t.Helper()
+	var out []pipeline.Event
+	for _, m := range h.streamMsgs(bus.Events, h.bus.Prefix()+".events.>") {
+		var e pipeline.Event
+		if err := json.Unmarshal(m.Data(), &e); err != nil {
+			h.t.Fatal(err)
+		}
+		if m.Headers().Get(jetstream.MsgIDHeader) != e.ID {
+			h.t.Errorf("event %s published with Nats-Msg-Id %q", e.ID, m.Headers().Get(jetstream.MsgIDHeader))
+		}
+		if e.NoticeID == id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func eventTypes(evs []pipeline.Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = string(e.Type)
+	}
+	return out
+}
+
+func (h *harness) waitEvents(id string, n int) []pipeline.Event {
+	h.t.Helper()
+	var evs []pipeline.Event
+	testenv.WaitFor(h.t, 15*time.Second, "events of "+id, func() bool {
+		evs = h.events(id)
+		return len(evs) >= n
+	})
+	return evs
+}
+
+func removed(id, provider string, at time.Time) pipeline.Feedback {
+	return pipeline.Feedback{Schema: pipeline.FeedbackSchema, NoticeID: id, Provider: provider, Type: pipeline.FeedbackRemoved, ActionAt: &at, ProviderReference: "VH-1"}
+}
+
+func simple(id, provider string, t pipeline.FeedbackType) pipeline.Feedback {
+	return pipeline.Feedback{Schema: pipeline.FeedbackSchema, NoticeID: id, Provider: provider, Type: t}
+}

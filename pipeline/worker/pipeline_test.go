@@ -1,0 +1,199 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/takedown-eu/takedown/internal/testenv"
+	"github.com/takedown-eu/takedown/notifier"
+	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/bus"
+)
+
+func TestRemovalOrderEndToEnd(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	n := testenv.Notice("de-bka", "BKA-TCO-2026-000123", "videohost", pipeline.KindRemovalOrder)
+	id := h.submit(n)
+	h.waitState(id, pipeline.StateDelivered)
+
+	// The provider finds the notice on its deliver subject.
+	msgs := h.streamMsgs(bus.Deliver, h.bus.DeliverSubject("videohost"))
+	if len(msgs) != 1 {
+		t.Fatalf("deliver subject holds %d messages, want 1", len(msgs))
+	}
+	got, err := pipeline.DecodeNotice(msgs[0].Data())
+	if err != nil {
+		t.Fatalf("delivered body: %v", err)
+	}
+	if diff := cmp.Diff(n, got); diff != "" {
+		t.Errorf("delivered notice (-want +got):\n%s", diff)
+	}
+	if h := msgs[0].Headers(); h.Get("Nats-Msg-Id") != id || h.Get(notifier.HeaderNoticeID) != id {
+		t.Errorf("deliver headers %v", h)
+	}
+	rec, _ := h.store.Get(context.Background(), id)
+	if !rec.DeliveredAt.Equal(t0) || !rec.Deadline.Equal(t0.Add(time.Hour)) {
+		t.Errorf("delivered at %v deadline %v, want %v and one hour later", rec.DeliveredAt, rec.Deadline, t0)
+	}
+
+	h.clock.Advance(time.Minute)
+	h.feedback(simple(id, "videohost", pipeline.FeedbackAcknowledged))
+	h.waitState(id, pipeline.StateAcknowledged)
+	h.clock.Advance(20 * time.Minute)
+	h.feedback(removed(id, "videohost", t0.Add(21*time.Minute)))
+	h.waitState(id, pipeline.StateRemoved)
+
+	evs := h.waitEvents(id, 4)
+	want := []string{"received", "delivered", "acknowledged", "removed"}
+	if diff := cmp.Diff(want, eventTypes(evs)); diff != "" {
+		t.Fatalf("events (-want +got):\n%s", diff)
+	}
+	for i, e := range evs {
+		if e.Version != int64(i+1) || e.ID != pipeline.EventID(id, int64(i+1)) || e.Issuer != "de-bka" || e.Provider != "videohost" {
+			t.Errorf("event %d: %+v", i, e)
+		}
+	}
+	last := evs[3]
+	if last.InTime == nil || !*last.InTime || last.Seconds == nil || *last.Seconds != 21*60 || last.Outcome != pipeline.FeedbackRemoved {
+		t.Errorf("removal event %+v", last)
+	}
+	if len(evs[0].Notice) == 0 {
+		t.Error("received event carries no notice")
+	}
+	if got := testutil.ToFloat64(h.metrics.Removals.WithLabelValues("removal_order", "videohost", "in_time")); got != 1 {
+		t.Errorf("in-time removals = %v, want 1", got)
+	}
+	if got := testutil.CollectAndCount(h.metrics.TimeToRemoval); got != 1 {
+		t.Errorf("time-to-removal series = %d, want 1", got)
+	}
+}
+
+func TestDuplicateAndConflictingSubmissions(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	n := testenv.Notice("de-bka", "REF-dup", "videohost", pipeline.KindRemovalOrder)
+	id := h.submit(n)
+	h.waitState(id, pipeline.StateDelivered)
+	// The same notice again, under another message id so that JetStream's
+	// own deduplication does not hide it from the pipeline.
+	h.publish(h.bus.IntakeSubject("de-bka"), "retry-1", n)
+	testenv.WaitFor(t, 10*time.Second, "duplicate counted", func() bool {
+		return testutil.ToFloat64(h.metrics.Duplicates.WithLabelValues("de-bka")) == 1
+	})
+	conflicting := n
+	conflicting.Content = []pipeline.ContentItem{{URL: "https://elsewhere.example/x"}}
+	h.publish(h.bus.IntakeSubject("de-bka"), "retry-2", conflicting)
+	testenv.WaitFor(t, 10*time.Second, "conflict parked", func() bool {
+		return testutil.ToFloat64(h.metrics.Rejected.WithLabelValues("intake", "conflict")) == 1
+	})
+	parked := h.streamMsgs(bus.Parked, h.bus.Prefix()+".parked.intake.de-bka")
+	if len(parked) != 1 || parked[0].Headers().Get(bus.HeaderParkReason) != "conflict" ||
+		!strings.Contains(parked[0].Headers().Get(bus.HeaderParkDetail), id) {
+		t.Fatalf("parked: %d messages, headers %v", len(parked), parked[0].Headers())
+	}
+	if got := len(h.streamMsgs(bus.Deliver, h.bus.DeliverSubject("videohost"))); got != 1 {
+		t.Errorf("provider received %d copies, want 1", got)
+	}
+	rec, _ := h.store.Get(context.Background(), id)
+	if rec.Fingerprint != n.Fingerprint() || rec.State != pipeline.StateDelivered {
+		t.Errorf("original changed: %+v", rec)
+	}
+	if got := testutil.ToFloat64(h.metrics.NoticesReceived.WithLabelValues("removal_order", "de-bka")); got != 1 {
+		t.Errorf("received = %v, want 1", got)
+	}
+}
+
+func TestRejectedInputsAreParkedWithReason(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	n := testenv.Notice("de-bka", "REF-ok", "videohost", pipeline.KindRemovalOrder)
+	id := h.submit(n)
+	h.waitState(id, pipeline.StateDelivered)
+
+	wrongIssuer := testenv.Notice("fr-pharos", "REF-x", "videohost", pipeline.KindRemovalOrder)
+	unknownProvider := testenv.Notice("de-bka", "REF-y", "nosuchhost", pipeline.KindRemovalOrder)
+	unknownIssuer := testenv.Notice("xx-unknown", "REF-z", "videohost", pipeline.KindRemovalOrder)
+	h.publish(h.bus.IntakeSubject("de-bka"), "", []byte(`{"schema":"takedown.notice/v1","kind":"removal_order","issuer":"de-bka"`))
+	h.publish(h.bus.IntakeSubject("de-bka"), "", wrongIssuer)
+	h.publish(h.bus.IntakeSubject("de-bka"), "", unknownProvider)
+	h.publish(h.bus.IntakeSubject("xx-unknown"), "", unknownIssuer)
+	h.feedback(simple(id, "filedrop", pipeline.FeedbackAcknowledged))               // not its notice
+	h.publish(h.bus.FeedbackSubject("filedrop"), "", simple(id, "videohost", "acknowledged")) // subject and body disagree
+	h.feedback(removed(pipeline.NoticeID("de-bka", "never"), "videohost", t0))       // unknown notice
+	h.publish(h.bus.FeedbackSubject("videohost"), "", []byte(`{"schema":"takedown.feedback/v1","notice_id":"`+id+`","provider":"videohost","type":"removed"}`))
+
+	want := map[string]float64{
+		"intake/invalid": 1, "intake/issuer_mismatch": 1, "intake/unknown_provider": 1, "intake/unknown_issuer": 1,
+		"feedback/forbidden": 1, "feedback/provider_mismatch": 1, "feedback/unknown_notice": 1, "feedback/invalid": 1,
+	}
+	got := map[string]float64{}
+	testenv.WaitFor(t, 10*time.Second, "all rejections counted", func() bool {
+		for k := range want {
+			src, reason, _ := strings.Cut(k, "/")
+			got[k] = testutil.ToFloat64(h.metrics.Rejected.WithLabelValues(src, reason))
+		}
+		return cmp.Equal(want, got)
+	})
+	parked := h.streamMsgs(bus.Parked, h.bus.Prefix()+".parked.>")
+	if len(parked) != len(want) {
+		t.Fatalf("parked %d messages, want %d", len(parked), len(want))
+	}
+	for _, m := range parked {
+		if m.Headers().Get(bus.HeaderParkReason) == "invalid" && strings.HasPrefix(m.Subject(), "takedown.parked.feedback") &&
+			!strings.Contains(m.Headers().Get(bus.HeaderParkDetail), "action_at") {
+			t.Errorf("invalid feedback parked without naming the field: %q", m.Headers().Get(bus.HeaderParkDetail))
+		}
+	}
+	if st := h.state(id); st != pipeline.StateDelivered {
+		t.Errorf("state after rejected feedback = %s, want delivered", st)
+	}
+}
+
+func TestBlockedResumedWithdrawn(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	a := h.submit(testenv.Notice("de-bka", "REF-block", "videohost", pipeline.KindRemovalOrder))
+	b := h.submit(testenv.Notice("de-bka", "REF-withdraw", "videohost", pipeline.KindRemovalOrder))
+	h.waitState(a, pipeline.StateDelivered)
+	h.waitState(b, pipeline.StateDelivered)
+
+	blocked := simple(a, "videohost", pipeline.FeedbackBlocked)
+	blocked.Ground, blocked.Explanation = pipeline.GroundInsufficientInfo, "which account?"
+	h.feedback(blocked)
+	h.waitState(a, pipeline.StateBlocked)
+	h.clock.Advance(2 * time.Hour)
+	clarify := pipeline.Action{Schema: pipeline.ActionSchema, NoticeID: a, Issuer: "de-bka", Type: pipeline.ActionClarify, Explanation: "account 'x'"}
+	h.publish(h.bus.IntakeSubject("de-bka"), "", clarify)
+	h.waitState(a, pipeline.StateAcknowledged)
+	rec, _ := h.store.Get(context.Background(), a)
+	if !rec.Deadline.Equal(t0.Add(3 * time.Hour)) {
+		t.Errorf("deadline after clarification = %v, want %v", rec.Deadline, t0.Add(3*time.Hour))
+	}
+
+	withdraw := pipeline.Action{Schema: pipeline.ActionSchema, NoticeID: b, Issuer: "de-bka", Type: pipeline.ActionWithdraw}
+	h.publish(h.bus.IntakeSubject("de-bka"), "", withdraw)
+	h.waitState(b, pipeline.StateWithdrawn)
+	h.feedback(removed(b, "videohost", t0))
+	testenv.WaitFor(t, 10*time.Second, "removal of a withdrawn notice refused", func() bool {
+		return testutil.ToFloat64(h.metrics.Rejected.WithLabelValues("feedback", "illegal_transition")) == 1
+	})
+	evs := h.waitEvents(a, 4)
+	if diff := cmp.Diff([]string{"received", "delivered", "blocked", "clarified"}, eventTypes(evs)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if evs[2].Ground != pipeline.GroundInsufficientInfo || evs[2].Deadline != nil {
+		t.Errorf("blocked event: %+v", evs[2])
+	}
+	var body map[string]any
+	_ = json.Unmarshal(evs[0].Notice, &body)
+	if body["reference"] != "REF-block" {
+		t.Errorf("received event notice: %v", body)
+	}
+}
