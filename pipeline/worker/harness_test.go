@@ -48,6 +48,7 @@ type harness struct {
 	store   *tracker.Store
 	dir     *pipeline.Directory
 	clock   *testenv.Clock
+	clk     pipeline.Clock // what the workers use: clock unless withClock
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
 	log     *slog.Logger
@@ -56,9 +57,15 @@ type harness struct {
 
 type option func(*harnessOpts)
 
-type harnessOpts struct{ rdb *redis.Client }
+type harnessOpts struct {
+	rdb   *redis.Client
+	clock pipeline.Clock
+}
 
 func withRedis(rdb *redis.Client) option { return func(o *harnessOpts) { o.rdb = rdb } }
+
+// withClock runs the workers on another clock than the manual one.
+func withClock(c pipeline.Clock) option { return func(o *harnessOpts) { o.clock = c } }
 
 func newHarness(t *testing.T, opts ...option) *harness {
 	t.Helper()
@@ -68,6 +75,10 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	}
 	h := &harness{t: t, clock: testenv.NewClock(t0), reg: prometheus.NewRegistry()}
 	h.nats, h.nc, h.js = testenv.NATS(t)
+	h.clk = h.clock
+	if o.clock != nil {
+		h.clk = o.clock
+	}
 	h.rdb = o.rdb
 	if h.rdb == nil {
 		h.rdb = testenv.Redis(t)
@@ -88,7 +99,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		level = slog.LevelDebug
 	}
 	h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	h.notif = notifier.New(h.dir, map[pipeline.Channel]notifier.Channel{pipeline.ChannelNATS: notifier.NewNATS(h.bus, h.clock)})
+	h.notif = notifier.New(h.dir, map[pipeline.Channel]notifier.Channel{pipeline.ChannelNATS: notifier.NewNATS(h.bus, h.clk)})
 	return h
 }
 
@@ -107,8 +118,8 @@ func (h *harness) start(ready func() bool) {
 			}
 		}()
 	}
-	run((&worker.Intake{Bus: h.bus, Store: h.store, Deliver: h.notif, Dir: h.dir, Clock: h.clock, Metrics: h.metrics, Logger: h.log, Ready: ready}).Run)
-	run((&worker.Feedback{Bus: h.bus, Store: h.store, Dir: h.dir, Clock: h.clock, Metrics: h.metrics, Logger: h.log, Ready: ready}).Run)
+	run((&worker.Intake{Bus: h.bus, Store: h.store, Deliver: h.notif, Dir: h.dir, Clock: h.clk, Metrics: h.metrics, Logger: h.log, Ready: ready}).Run)
+	run((&worker.Feedback{Bus: h.bus, Store: h.store, Dir: h.dir, Clock: h.clk, Metrics: h.metrics, Logger: h.log, Ready: ready}).Run)
 	run((&worker.Relay{Store: h.store, Bus: h.bus, Metrics: h.metrics, Logger: h.log, Interval: 10 * time.Millisecond}).Run)
 	h.t.Cleanup(func() { cancel(); wg.Wait() })
 }
