@@ -81,3 +81,6 @@ func (h *Health) RedisUp() bool { return h.redisUp.Load() }
 
 // Ready reports whether both dependencies answered at the last check.
 func (h *Health) Ready() bool { return h.redisUp.Load() && h.natsUp.Load() }
+
+// NATSUp reports the last NATS check.
+func (h *Health) NATSUp() bool { return h.natsUp.Load() }

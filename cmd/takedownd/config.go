@@ -1,0 +1,155 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// config is takedownd's configuration, from flags with environment
+// fallbacks (TAKEDOWN_<FLAG>, dashes as underscores).
+type config struct {
+	Roles           []string
+	NATSURL         string
+	NATSListen      string
+	RedisURL        string
+	Dev             bool
+	DataDir         string
+	Directory       string
+	HTTPAddr        string
+	Prefix          string
+	Shards          int
+	Replicas        int
+	IntakeWorkers   int
+	FeedbackWorkers int
+	MaxDeliver      int
+	SchedulerEvery  time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+var allRoles = []string{"intake", "feedback", "scheduler", "relay"}
+
+func (c *config) has(role string) bool { return slices.Contains(c.Roles, role) }
+
+// errUsage marks configuration errors (exit code 2).
+var errUsage = errors.New("usage")
+
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("takedownd", flag.ContinueOnError)
+	fs.SetOutput(out)
+	roles := fs.String("roles", strings.Join(allRoles, ","), "comma-separated roles to run: intake, feedback, scheduler, relay")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty runs an embedded NATS server with JetStream")
+	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server (when -nats-url is empty)")
+	fs.StringVar(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis:// or rediss://)")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: start a local redis-server child when none answers at -redis-url")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory (embedded NATS store, development Redis)")
+	fs.StringVar(&c.Directory, "directory", "", "issuers and providers file, YAML or JSON (required)")
+	fs.StringVar(&c.HTTPAddr, "http", ":8080", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&c.Prefix, "subject-prefix", "takedown", "NATS subject prefix")
+	fs.IntVar(&c.Shards, "shards", 16, "Redis hash-tag shards (fixed for the life of the data)")
+	fs.IntVar(&c.Replicas, "replicas", 1, "JetStream stream replicas (1 on one server, 3 in a cluster)")
+	fs.IntVar(&c.IntakeWorkers, "intake-workers", 8, "intake messages handled concurrently")
+	fs.IntVar(&c.FeedbackWorkers, "feedback-workers", 8, "feedback messages handled concurrently")
+	fs.IntVar(&c.MaxDeliver, "max-deliver", 50, "deliveries of one intake or feedback message before it is parked")
+	fs.DurationVar(&c.SchedulerEvery, "scheduler-interval", time.Second, "time between scheduler passes")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight work")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: takedownd [flags]\n\nRuns the takedown pipeline. Every flag can also be set by an environment\nvariable TAKEDOWN_<FLAG> (upper case, dashes as underscores); a flag wins.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "TAKEDOWN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%w: environment %s=%q: %v", errUsage, name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	for _, r := range strings.Split(*roles, ",") {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		if !slices.Contains(allRoles, r) {
+			return c, fmt.Errorf("%w: -roles: unknown role %q (want %s)", errUsage, r, strings.Join(allRoles, ", "))
+		}
+		if !slices.Contains(c.Roles, r) {
+			c.Roles = append(c.Roles, r)
+		}
+	}
+	return c, c.validate()
+}
+
+func (c *config) validate() error {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if len(c.Roles) == 0 {
+		bad("-roles: at least one role")
+	}
+	if c.Directory == "" {
+		bad("-directory: required (issuers and providers file)")
+	}
+	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		bad("-redis-url: %q is not a redis:// or rediss:// URL", c.RedisURL)
+	}
+	if c.NATSURL == "" {
+		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			bad("-nats-listen: %q is not host:port", c.NATSListen)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		bad("-http: %q is not host:port", c.HTTPAddr)
+	}
+	if c.Prefix == "" || strings.ContainsAny(c.Prefix, ".*> \t") {
+		bad("-subject-prefix: %q must be one subject token", c.Prefix)
+	}
+	if c.Shards < 1 || c.Shards > 1024 {
+		bad("-shards: %d is not between 1 and 1024", c.Shards)
+	}
+	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
+		bad("-replicas: %d (want 1, 3 or 5)", c.Replicas)
+	}
+	if c.IntakeWorkers < 1 || c.FeedbackWorkers < 1 {
+		bad("-intake-workers and -feedback-workers must be at least 1")
+	}
+	if c.MaxDeliver < 2 {
+		bad("-max-deliver: %d (want at least 2)", c.MaxDeliver)
+	}
+	if c.SchedulerEvery <= 0 || c.ShutdownTimeout <= 0 {
+		bad("-scheduler-interval and -shutdown-timeout must be positive")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		bad("-log-level: %q (want debug, info, warn or error)", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("-log-format: %q (want json or text)", c.LogFormat)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", errUsage, strings.Join(problems, "; "))
+	}
+	return nil
+}
