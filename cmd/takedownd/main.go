@@ -247,6 +247,9 @@ func startEmbeddedNATS(cfg config) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: -nats-listen: bad port %q", errUsage, portStr)
 	}
+	if port == 0 {
+		port = server.RANDOM_PORT // the server reads 0 as its default, 4222
+	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "takedownd", Host: host, Port: port, JetStream: true,
 		StoreDir: filepath.Join(cfg.DataDir, "nats"), NoSigs: true, NoLog: true,

@@ -199,7 +199,13 @@ func (b *Bus) handle(ctx context.Context, msg jetstream.Msg, cfg RunConfig, h Ha
 			if delay == 0 && meta != nil {
 				delay = Backoff(int(meta.NumDelivered))
 			}
-			log.Warn("retrying message", "delivery", deliveries(meta), "in", delay, "cause", out.detail)
+			// The first retries are routine (feedback overtaking its
+			// delivery record, a brief outage); later ones deserve notice.
+			level := slog.LevelDebug
+			if deliveries(meta) > 3 {
+				level = slog.LevelWarn
+			}
+			log.Log(ctx, level, "retrying message", "delivery", deliveries(meta), "in", delay, "cause", out.detail)
 			if err := msg.NakWithDelay(delay); err != nil {
 				log.Warn("nak failed; redelivery after the ack wait", "err", err)
 			}
