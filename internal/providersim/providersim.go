@@ -208,9 +208,23 @@ func (s *Sim) send(ctx context.Context, provider, id string, t pipeline.Feedback
 	if t == pipeline.FeedbackAcknowledged {
 		ack += "." + now.Format("150405.000")
 	}
-	if _, err := s.JS.PublishMsg(ctx, m, jetstream.WithMsgID(id+"."+ack)); err != nil {
-		s.Logger.Warn("feedback not published", "provider", provider, "notice", id, "type", t, "err", err)
-		return err
+	// A real provider must not lose its answer while NATS is away: retry
+	// until it is accepted (the message id makes retries harmless).
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.JS.PublishMsg(pctx, m, jetstream.WithMsgID(id+"."+ack))
+		cancel()
+		if err == nil {
+			break
+		}
+		if attempt == 1 {
+			s.Logger.Warn("feedback not published yet; retrying", "provider", provider, "notice", id, "type", t, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(time.Duration(attempt)*250*time.Millisecond, 2*time.Second)):
+		}
 	}
 	if s.Stats != nil {
 		s.Stats(provider, t)

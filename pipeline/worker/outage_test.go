@@ -50,14 +50,22 @@ func outageRun(t *testing.T, h *harness, dep string, breakFn, mendFn func()) {
 	testenv.WaitFor(t, 10*time.Second, dep+" seen up", health.Ready)
 	submit(40, 60)
 
-	testenv.WaitFor(t, 60*time.Second, "every notice removed", func() bool {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var stuck []string
 		for _, id := range ids {
-			if h.state(id) != pipeline.StateRemoved {
-				return false
+			if st := h.state(id); st != pipeline.StateRemoved {
+				stuck = append(stuck, id+"="+string(st))
 			}
 		}
-		return true
-	})
+		if len(stuck) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s, %d notices not removed: %v", len(stuck), stuck)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	perNotice := map[string]int{}
 	for _, m := range h.streamMsgs(bus.Deliver, h.bus.DeliverSubject("videohost")) {
 		perNotice[m.Headers().Get("Takedown-Notice-Id")]++

@@ -124,9 +124,9 @@ func TestRejectedInputsAreParkedWithReason(t *testing.T) {
 	h.publish(h.bus.IntakeSubject("de-bka"), "", wrongIssuer)
 	h.publish(h.bus.IntakeSubject("de-bka"), "", unknownProvider)
 	h.publish(h.bus.IntakeSubject("xx-unknown"), "", unknownIssuer)
-	h.feedback(simple(id, "filedrop", pipeline.FeedbackAcknowledged))               // not its notice
+	h.feedback(simple(id, "filedrop", pipeline.FeedbackAcknowledged))                         // not its notice
 	h.publish(h.bus.FeedbackSubject("filedrop"), "", simple(id, "videohost", "acknowledged")) // subject and body disagree
-	h.feedback(removed(pipeline.NoticeID("de-bka", "never"), "videohost", t0))       // unknown notice
+	h.feedback(removed(pipeline.NoticeID("de-bka", "never"), "videohost", t0))                // unknown notice
 	h.publish(h.bus.FeedbackSubject("videohost"), "", []byte(`{"schema":"takedown.feedback/v1","notice_id":"`+id+`","provider":"videohost","type":"removed"}`))
 
 	want := map[string]float64{
