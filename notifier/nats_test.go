@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/notifier"
 	"github.com/takedown-eu/takedown/notifier/notifiertest"
@@ -71,4 +70,3 @@ func TestNotifierRoutesByDirectory(t *testing.T) {
 		t.Errorf("redelivery msg id %q", got)
 	}
 }
-
