@@ -281,7 +281,7 @@ func drive(ctx context.Context, natsURL string, o options, stdout io.Writer) (*r
 	tty := isTerminal(stdout)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	last := time.Now()
+	last, printed := time.Now(), ""
 	for !res.finished(o.notices) {
 		select {
 		case <-ctx.Done():
@@ -295,14 +295,15 @@ func drive(ctx context.Context, natsURL string, o options, stdout io.Writer) (*r
 		if tty {
 			fmt.Fprintf(stdout, "\r%s\033[K", res.progress())
 		} else if time.Since(last) >= 5*time.Second {
-			fmt.Fprintln(stdout, res.progress())
+			printed = res.progress()
+			fmt.Fprintln(stdout, printed)
 			last = time.Now()
 		}
 	}
 	if tty {
 		fmt.Fprintf(stdout, "\r%s\033[K\n", res.progress())
-	} else {
-		fmt.Fprintln(stdout, res.progress())
+	} else if line := res.progress(); line != printed {
+		fmt.Fprintln(stdout, line)
 	}
 	return res, nil
 }

@@ -34,24 +34,7 @@ type Feedback struct {
 
 // Run consumes until ctx ends, then drains in-flight messages.
 func (w *Feedback) Run(ctx context.Context) error {
-	cfg := w.Consumer
-	cfg.Stream = bus.Feedback
-	if cfg.Name == "" {
-		cfg.Name = "feedback"
-	}
-	if cfg.MaxDeliver == 0 {
-		cfg.MaxDeliver = 50
-	}
-	cons, err := w.Bus.Consumer(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	log := w.Logger.With("component", "feedback")
-	return w.Bus.Run(ctx, cons, bus.RunConfig{
-		Stream: bus.Feedback, Workers: w.Workers, MaxDeliver: cfg.MaxDeliver, Ready: w.Ready, Logger: log,
-		OnPark: func(reason string) { w.Metrics.Parked.WithLabelValues("feedback", reason).Inc() },
-		Now:    w.Clock.Now,
-	}, w.Handle)
+	return consume(ctx, w.Bus, bus.Feedback, "feedback", w.Consumer, w.Workers, w.Ready, w.Metrics, w.Logger, w.Clock, w.Handle)
 }
 
 // Handle processes one feedback message.

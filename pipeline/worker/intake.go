@@ -36,24 +36,7 @@ type Intake struct {
 
 // Run consumes until ctx ends, then drains in-flight messages.
 func (w *Intake) Run(ctx context.Context) error {
-	cfg := w.Consumer
-	cfg.Stream = bus.Intake
-	if cfg.Name == "" {
-		cfg.Name = "intake"
-	}
-	if cfg.MaxDeliver == 0 {
-		cfg.MaxDeliver = 50
-	}
-	cons, err := w.Bus.Consumer(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	log := w.Logger.With("component", "intake")
-	return w.Bus.Run(ctx, cons, bus.RunConfig{
-		Stream: bus.Intake, Workers: w.Workers, MaxDeliver: cfg.MaxDeliver, Ready: w.Ready, Logger: log,
-		OnPark: func(reason string) { w.Metrics.Parked.WithLabelValues("intake", reason).Inc() },
-		Now:    w.Clock.Now,
-	}, w.Handle)
+	return consume(ctx, w.Bus, bus.Intake, "intake", w.Consumer, w.Workers, w.Ready, w.Metrics, w.Logger, w.Clock, w.Handle)
 }
 
 func (w *Intake) reject(reason string, err error) bus.Outcome {
@@ -177,4 +160,26 @@ func msgKey(prefix string, msg jetstream.Msg) string {
 		return ""
 	}
 	return prefix + strconv.FormatUint(meta.Sequence.Stream, 10)
+}
+
+// consume runs a durable consumer of stream named name (the default
+// consumer name, the log component and the metric source) until ctx ends.
+func consume(ctx context.Context, b *bus.Bus, stream bus.Stream, name string, cfg bus.ConsumerConfig, workers int,
+	ready func() bool, m *metrics.Metrics, logger *slog.Logger, clock pipeline.Clock, h bus.Handler) error {
+	cfg.Stream = stream
+	if cfg.Name == "" {
+		cfg.Name = name
+	}
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = 50
+	}
+	cons, err := b.Consumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return b.Run(ctx, cons, bus.RunConfig{
+		Stream: stream, Workers: workers, MaxDeliver: cfg.MaxDeliver, Ready: ready, Logger: logger.With("component", name),
+		OnPark: func(reason string) { m.Parked.WithLabelValues(name, reason).Inc() },
+		Now:    clock.Now,
+	}, h)
 }
