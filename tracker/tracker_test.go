@@ -316,3 +316,29 @@ func TestCountsAndOutbox(t *testing.T) {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }
+
+func TestRelayLeaseIsExclusive(t *testing.T) {
+	ctx := context.Background()
+	st, _ := newStore(t)
+	if ok, err := st.AcquireShard(ctx, 1, "a", time.Minute); !ok || err != nil {
+		t.Fatalf("a: %v %v", ok, err)
+	}
+	if ok, _ := st.AcquireShard(ctx, 1, "b", time.Minute); ok {
+		t.Fatal("b took a held lease")
+	}
+	if ok, _ := st.AcquireShard(ctx, 1, "a", time.Minute); !ok {
+		t.Fatal("a could not renew its lease")
+	}
+	if err := st.ReleaseShard(ctx, 1, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := st.AcquireShard(ctx, 1, "b", time.Minute); ok {
+		t.Fatal("b released a lease it did not hold")
+	}
+	if err := st.ReleaseShard(ctx, 1, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := st.AcquireShard(ctx, 1, "b", time.Minute); !ok {
+		t.Fatal("b could not take a released lease")
+	}
+}
