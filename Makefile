@@ -4,7 +4,7 @@ BIN     ?= bin
 FUZZTIME ?= 30s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test lint fuzz demo clean check-redis
+.PHONY: all build test lint fuzz bench demo clean check-redis
 
 all: build
 
@@ -31,6 +31,10 @@ fuzz:
 	@for t in FuzzDecodeNotice FuzzDecodeFeedback FuzzDecodeIntake FuzzParseDirectory; do \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pipeline/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./cmd/takedownd/
+
+## bench: micro-benchmarks of the hot paths (decoding, planning, each Lua transition on a real redis-server)
+bench: check-redis
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./pipeline/ ./tracker/
 
 ## demo: the pipeline end to end for about a minute, with a summary
 demo: check-redis build
