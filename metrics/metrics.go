@@ -28,7 +28,7 @@ type Metrics struct {
 	// Duplicates counts repeated submissions of the same notice.
 	Duplicates *prometheus.CounterVec
 	// Deliveries counts delivery attempts by channel, provider and outcome
-	// (delivered, error).
+	// (delivered, retry, failed, gone, circuit_open, queue_full).
 	Deliveries *prometheus.CounterVec
 	// Feedback counts applied provider feedback by provider and type.
 	Feedback *prometheus.CounterVec
@@ -48,6 +48,13 @@ type Metrics struct {
 	// Removals counts removals by kind, provider and timeliness (in_time,
 	// late).
 	Removals *prometheus.CounterVec
+	// AttemptSeconds observes the latency of delivery attempts.
+	AttemptSeconds *prometheus.HistogramVec
+	// WebhookCircuit is a provider endpoint's circuit state: 0 closed,
+	// 1 half-open, 2 open.
+	WebhookCircuit *prometheus.GaugeVec
+	// EndpointsDisabled counts webhook endpoints disabled after 410 Gone.
+	EndpointsDisabled *prometheus.CounterVec
 	// EventsRelayed counts events published to the events stream.
 	EventsRelayed prometheus.Counter
 	// DependencyUp is 1 while Redis or NATS answers, by dependency.
@@ -64,7 +71,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "takedown_notices_duplicate_total", Help: "Repeated submissions of an already accepted notice.",
 		}, []string{"issuer"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "takedown_deliveries_total", Help: "Delivery attempts to providers by outcome (delivered, error).",
+			Name: "takedown_deliveries_total", Help: "Delivery attempts to providers by outcome (delivered, retry, failed, gone, circuit_open, queue_full).",
 		}, []string{"channel", "provider", "outcome"}),
 		Feedback: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "takedown_feedback_total", Help: "Provider feedback applied, by type.",
@@ -88,6 +95,16 @@ func New(reg prometheus.Registerer) *Metrics {
 		Removals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "takedown_removals_total", Help: "Removals by timeliness against the deadline (in_time, late).",
 		}, []string{"kind", "provider", "timeliness"}),
+		AttemptSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "takedown_delivery_attempt_seconds", Help: "Latency of delivery attempts.",
+			Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+		}, []string{"channel", "provider"}),
+		WebhookCircuit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "takedown_webhook_circuit_state", Help: "Circuit breaker of a provider's webhook endpoint: 0 closed, 1 half-open, 2 open.",
+		}, []string{"provider"}),
+		EndpointsDisabled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takedown_webhook_endpoints_disabled_total", Help: "Webhook endpoints disabled after answering 410 Gone.",
+		}, []string{"provider"}),
 		EventsRelayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "takedown_events_relayed_total", Help: "Events published from the outbox to the events stream.",
 		}),
@@ -96,6 +113,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"dependency"}),
 	}
 	reg.MustRegister(m.NoticesReceived, m.Duplicates, m.Deliveries, m.Feedback, m.Rejected, m.Parked,
-		m.Transitions, m.FollowUps, m.TimeToRemoval, m.Removals, m.EventsRelayed, m.DependencyUp)
+		m.Transitions, m.FollowUps, m.TimeToRemoval, m.Removals, m.AttemptSeconds, m.WebhookCircuit, m.EndpointsDisabled,
+		m.EventsRelayed, m.DependencyUp)
 	return m
 }

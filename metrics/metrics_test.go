@@ -51,7 +51,7 @@ func TestClusterGaugesComeFromRedis(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i > 0 {
-			if _, err := st.Delivered(ctx, n.ID(), t0, time.Hour, t0); err != nil {
+			if _, err := st.Delivered(ctx, n.ID(), t0, time.Hour, t0, nil); err != nil {
 				t.Fatal(err)
 			}
 		}

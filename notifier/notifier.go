@@ -40,6 +40,10 @@ type Delivery struct {
 type Receipt struct {
 	// At is the time of receipt at the provider's contact point.
 	At time.Time
+	// Status is the HTTP status of a webhook answer.
+	Status int
+	// Latency of the attempt.
+	Latency time.Duration
 }
 
 // Channel delivers notices over one transport. Implementations are safe
@@ -57,13 +61,52 @@ var ErrNoChannel = errors.New("notifier: no channel for provider")
 type Notifier struct {
 	dir      *pipeline.Directory
 	channels map[pipeline.Channel]Channel
+	lanes    map[pipeline.Channel]*Lanes
 }
 
 var _ Channel = (*Notifier)(nil)
 
-// New returns a Notifier over the directory's providers.
+// New returns a Notifier over the directory's providers. Deliveries of
+// channels that have lanes are dispatched asynchronously through them.
 func New(dir *pipeline.Directory, channels map[pipeline.Channel]Channel) *Notifier {
-	return &Notifier{dir: dir, channels: channels}
+	return &Notifier{dir: dir, channels: channels, lanes: map[pipeline.Channel]*Lanes{}}
+}
+
+// WithLanes dispatches deliveries of channel c through lanes.
+func (n *Notifier) WithLanes(c pipeline.Channel, lanes *Lanes) *Notifier {
+	n.lanes[c] = lanes
+	return n
+}
+
+// Channel names the delivery channel of provider ("unknown" if none).
+func (n *Notifier) Channel(provider string) string {
+	if p, ok := n.dir.Provider(provider); ok {
+		return string(p.Channel)
+	}
+	return "unknown"
+}
+
+// Dispatch delivers d and calls done with the outcome: at once for
+// synchronous channels (nats), later from the provider's lane for
+// channels with lanes (webhook). It returns false if the delivery could not
+// even be queued; done is then not called.
+func (n *Notifier) Dispatch(ctx context.Context, d Delivery, done Done) bool {
+	if p, ok := n.dir.Provider(d.Provider); ok {
+		if l, ok := n.lanes[p.Channel]; ok {
+			return l.Submit(d, done)
+		}
+	}
+	done(n.Deliver(ctx, d))
+	return true
+}
+
+// Close stops the lanes, waiting for attempts in flight until ctx ends.
+func (n *Notifier) Close(ctx context.Context) error {
+	var errs []error
+	for _, l := range n.lanes {
+		errs = append(errs, l.Close(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // Deliver delivers d over its provider's channel.
@@ -113,8 +156,9 @@ func (c *NATS) Deliver(ctx context.Context, d Delivery) (Receipt, error) {
 	hdr.Set(HeaderNoticeID, d.NoticeID)
 	hdr.Set(HeaderKind, string(d.Kind))
 	hdr.Set(HeaderAttempt, strconv.Itoa(max(d.Attempt, 1)))
+	start := time.Now()
 	if _, err := c.bus.Publish(ctx, c.bus.DeliverSubject(d.Provider), DeliverMsgID(d.NoticeID, d.Attempt), d.Body, hdr); err != nil {
-		return Receipt{}, fmt.Errorf("deliver %s to %s: %w", d.NoticeID, d.Provider, err)
+		return Receipt{Latency: time.Since(start)}, fmt.Errorf("deliver %s to %s: %w", d.NoticeID, d.Provider, err)
 	}
-	return Receipt{At: c.clock.Now()}, nil
+	return Receipt{At: c.clock.Now(), Latency: time.Since(start)}, nil
 }

@@ -2,6 +2,10 @@ package pipeline
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"net/url"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +68,104 @@ type Provider struct {
 	ContactPoint Contact `json:"contact_point" yaml:"contact_point"`
 	// Windows overrides the kind's window for this provider.
 	Windows map[Kind]Duration `json:"windows,omitempty" yaml:"windows,omitempty"`
+	// Webhook configures channel webhook.
+	Webhook *Webhook `json:"webhook,omitempty" yaml:"webhook,omitempty"`
+	// TokenSHA256 lists the hex SHA-256 digests of the bearer tokens with
+	// which this provider authenticates to the HTTP API. Tokens themselves
+	// are never stored.
+	TokenSHA256 []string `json:"token_sha256,omitempty" yaml:"token_sha256,omitempty"`
+}
+
+// Webhook is a provider's HTTP endpoint and how to deliver to it.
+type Webhook struct {
+	// URL receives each notice as a signed POST. https, unless
+	// AllowPrivate is set (development and tests).
+	URL string `json:"url" yaml:"url"`
+	// Secrets ("whsec_<base64>") sign every delivery, one signature each,
+	// so a provider can rotate without downtime.
+	Secrets []string `json:"secrets" yaml:"secrets"`
+	// AllowPrivate lets deliveries reach loopback, private and link-local
+	// addresses. Off by default: no SSRF through an endpoint.
+	AllowPrivate bool `json:"allow_private,omitempty" yaml:"allow_private,omitempty"`
+	// Retry is the delay before each retry of a failed delivery; the
+	// notice fails after the last. Default 5s 15s 30s 1m 2m 5m 10m 15m.
+	Retry []Duration `json:"retry,omitempty" yaml:"retry,omitempty"`
+	// Concurrency bounds requests in flight to this endpoint. Default 4.
+	Concurrency int `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
+	// Rate bounds requests per second to this endpoint. Default 20.
+	Rate float64 `json:"rate,omitempty" yaml:"rate,omitempty"`
+	// Timeout of one request. Default 10s.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// BreakerFailures consecutive failures open the circuit for
+	// BreakerCooldown. Defaults 5 and 30s.
+	BreakerFailures int      `json:"breaker_failures,omitempty" yaml:"breaker_failures,omitempty"`
+	BreakerCooldown Duration `json:"breaker_cooldown,omitempty" yaml:"breaker_cooldown,omitempty"`
+}
+
+// DefaultWebhookRetry is the retry schedule of a webhook delivery:
+// front-loaded for a one-hour clock, seconds first, then minutes.
+var DefaultWebhookRetry = []Duration{
+	Duration(5 * time.Second), Duration(15 * time.Second), Duration(30 * time.Second), Duration(time.Minute),
+	Duration(2 * time.Minute), Duration(5 * time.Minute), Duration(10 * time.Minute), Duration(15 * time.Minute),
+}
+
+func (w *Webhook) defaults() {
+	if len(w.Retry) == 0 {
+		w.Retry = DefaultWebhookRetry
+	}
+	if w.Concurrency == 0 {
+		w.Concurrency = 4
+	}
+	if w.Rate == 0 {
+		w.Rate = 20
+	}
+	if w.Timeout == 0 {
+		w.Timeout = Duration(10 * time.Second)
+	}
+	if w.BreakerFailures == 0 {
+		w.BreakerFailures = 5
+	}
+	if w.BreakerCooldown == 0 {
+		w.BreakerCooldown = Duration(30 * time.Second)
+	}
+}
+
+func (w *Webhook) validate(fe *fieldErrors, field string) {
+	u, err := url.Parse(w.URL)
+	switch {
+	case w.URL == "" || err != nil || u.Host == "":
+		fe.add(field+".url", "must be an absolute URL")
+	case u.Scheme != "https" && !(u.Scheme == "http" && w.AllowPrivate):
+		fe.add(field+".url", "must be https (http only with allow_private, for development)")
+	case u.User != nil:
+		fe.add(field+".url", "must not carry credentials")
+	}
+	if len(w.Secrets) == 0 {
+		fe.add(field+".secrets", "needs at least one whsec_ secret")
+	}
+	for i, s := range w.Secrets {
+		raw, ok := strings.CutPrefix(s, "whsec_")
+		if key, err := base64.StdEncoding.DecodeString(raw); !ok || err != nil || len(key) < 16 {
+			fe.add(fmt.Sprintf("%s.secrets[%d]", field, i), "must be whsec_ followed by base64 of at least 16 bytes")
+		}
+	}
+	if len(w.Retry) > 20 {
+		fe.add(field+".retry", "has %d entries; at most 20", len(w.Retry))
+	}
+	for i, d := range w.Retry {
+		if d <= 0 {
+			fe.add(fmt.Sprintf("%s.retry[%d]", field, i), "must be positive")
+		}
+	}
+	if w.Concurrency < 1 || w.Concurrency > 256 {
+		fe.add(field+".concurrency", "must be between 1 and 256")
+	}
+	if w.Rate <= 0 {
+		fe.add(field+".rate", "must be positive")
+	}
+	if w.Timeout <= 0 || w.BreakerCooldown <= 0 || w.BreakerFailures < 1 {
+		fe.add(field, "timeout, breaker_failures and breaker_cooldown must be positive")
+	}
 }
 
 // Directory is the set of known issuers and providers and the follow-up
@@ -92,6 +194,21 @@ func (d *Directory) Provider(id string) (*Provider, bool) {
 
 // Policy returns the follow-up policy for a kind.
 func (d *Directory) Policy(k Kind) Policy { return d.Policies[k] }
+
+// PolicyFor is the policy of kind k for provider: the kind's policy with
+// the provider's window and, for webhooks, its retry schedule.
+func (d *Directory) PolicyFor(provider string, k Kind) Policy {
+	p := d.Policies[k]
+	if pr, ok := d.providers[provider]; ok {
+		if w, ok := pr.Windows[k]; ok {
+			p.Window = w
+		}
+		if pr.Webhook != nil {
+			p.RetrySchedule = pr.Webhook.Retry
+		}
+	}
+	return p
+}
 
 // Window is how long provider has to act on a notice of kind k.
 func (d *Directory) Window(provider string, k Kind) time.Duration {
@@ -204,8 +321,25 @@ func (d *Directory) init() error {
 		if p.Channel == "" {
 			p.Channel = ChannelNATS
 		}
-		if p.Channel != ChannelNATS {
-			fe.add(field+".channel", "must be nats")
+		switch p.Channel {
+		case ChannelNATS:
+			if p.Webhook != nil {
+				fe.add(field+".webhook", "is only for channel webhook")
+			}
+		case ChannelWebhook:
+			if p.Webhook == nil {
+				fe.add(field+".webhook", "is required for channel webhook")
+			} else {
+				p.Webhook.defaults()
+				p.Webhook.validate(fe, field+".webhook")
+			}
+		default:
+			fe.add(field+".channel", "must be nats or webhook")
+		}
+		for j, h := range p.TokenSHA256 {
+			if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+				fe.add(fmt.Sprintf("%s.token_sha256[%d]", field, j), "must be a hex SHA-256 digest (64 hex digits)")
+			}
 		}
 		for k, w := range p.Windows {
 			if !k.Valid() {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"hash/fnv"
 	"time"
 )
 
@@ -28,6 +29,11 @@ type Policy struct {
 	FollowUpEvery Duration `json:"follow_up_every" yaml:"follow_up_every"`
 	// BlockedFollowUpEvery is the cadence of follow-ups while blocked.
 	BlockedFollowUpEvery Duration `json:"blocked_follow_up_every" yaml:"blocked_follow_up_every"`
+	// RetrySchedule, when set (webhook providers), replaces
+	// RetryDeliveryEvery and MaxDeliveries for a notice not yet delivered:
+	// retry i waits RetrySchedule[i-1] (with a ±10% jitter), and the notice
+	// fails after the last.
+	RetrySchedule []Duration `json:"-" yaml:"-"`
 }
 
 // DefaultPolicy is the policy of a kind when the directory names none.
@@ -132,6 +138,9 @@ type Snapshot struct {
 	FollowUps    int
 	LastFollowUp time.Time
 	BlockedAt    time.Time
+	// RetryNotBefore is the earliest next delivery attempt a provider
+	// asked for (Retry-After).
+	RetryNotBefore time.Time
 }
 
 // Decision is the outcome of planning: the action to take now (maybe none)
@@ -183,14 +192,25 @@ func (p Policy) candidates(s Snapshot) []candidate {
 	var c []candidate
 	switch s.State {
 	case StateReceived:
-		if s.Deliveries >= p.MaxDeliveries {
-			return []candidate{{s.LastDelivery.Add(p.RetryDeliveryEvery.D()), FollowUpFail}}
-		}
 		// The intake worker delivers at once; the scheduler steps in only
 		// when that has not happened within RetryDeliveryEvery.
-		at := s.CreatedAt.Add(p.RetryDeliveryEvery.D())
-		if s.Deliveries > 0 {
+		if s.Deliveries == 0 {
+			return []candidate{{s.CreatedAt.Add(p.RetryDeliveryEvery.D()), FollowUpDeliver}}
+		}
+		var at time.Time
+		if len(p.RetrySchedule) > 0 {
+			if s.Deliveries > len(p.RetrySchedule) {
+				return []candidate{{s.LastDelivery, FollowUpFail}}
+			}
+			at = s.LastDelivery.Add(jitter(s.ID, s.Deliveries, p.RetrySchedule[s.Deliveries-1].D()))
+		} else {
+			if s.Deliveries >= p.MaxDeliveries {
+				return []candidate{{s.LastDelivery.Add(p.RetryDeliveryEvery.D()), FollowUpFail}}
+			}
 			at = s.LastDelivery.Add(p.RetryDeliveryEvery.D())
+		}
+		if s.RetryNotBefore.After(at) {
+			at = s.RetryNotBefore // the provider's Retry-After
 		}
 		return []candidate{{at, FollowUpDeliver}}
 	case StateDelivered, StateAcknowledged:
@@ -249,3 +269,13 @@ type SystemClock struct{}
 
 // Now returns the current UTC time.
 func (SystemClock) Now() time.Time { return time.Now().UTC() }
+
+// jitter spreads retries of many notices over ±10% of d, deterministically
+// per notice and attempt so that planning stays a pure function.
+func jitter(id string, attempt int, d time.Duration) time.Duration {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	h.Write([]byte{byte(attempt)})
+	frac := float64(h.Sum32()%2001)/10000 - 0.1 // [-0.1, +0.1]
+	return d + time.Duration(frac*float64(d))
+}

@@ -26,7 +26,7 @@ func benchNotices(b *testing.B, st *tracker.Store, deliver bool) ([]pipeline.Not
 			if _, err := st.Create(ctx, &ns[i], bodies[i], t0, t0); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := st.Delivered(ctx, ns[i].ID(), t0, time.Hour, t0.Add(time.Minute)); err != nil {
+			if _, err := st.Delivered(ctx, ns[i].ID(), t0, time.Hour, t0.Add(time.Minute), nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -68,7 +68,7 @@ func BenchmarkDelivered(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := st.Delivered(ctx, ns[i].ID(), t0, time.Hour, t0.Add(time.Minute)); err != nil {
+		if _, err := st.Delivered(ctx, ns[i].ID(), t0, time.Hour, t0.Add(time.Minute), nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -105,7 +105,7 @@ func BenchmarkClaimAndFollowUp(b *testing.B) {
 				break
 			}
 			for _, id := range ids {
-				if _, err := st.FollowUp(ctx, id, "bench", 2, "reminder", now, now.Add(time.Hour), pipeline.Event{}); err != nil {
+				if _, err := st.FollowUp(ctx, id, "bench", 2, "reminder", now, now.Add(time.Hour), pipeline.Event{}, nil); err != nil {
 					b.Fatal(err)
 				}
 				fired++

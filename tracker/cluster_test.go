@@ -70,7 +70,7 @@ func TestScriptsRunOnRedisCluster(t *testing.T) {
 		if _, err := st.Create(ctx, &n, testenv.JSON(n), t0, t0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Delivered(ctx, n.ID(), t0, time.Hour, t0.Add(time.Minute)); err != nil {
+		if _, err := st.Delivered(ctx, n.ID(), t0, time.Hour, t0.Add(time.Minute), nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := st.ApplyFeedback(ctx, fb(n.ID(), "videohost", pipeline.FeedbackRemoved), "m1", t0.Add(time.Minute)); err != nil {

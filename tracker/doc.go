@@ -12,6 +12,8 @@
 //	td:{<shard>}:overdue    hash: overdue notices per provider
 //	td:{<shard>}:claims     hash: scheduler claim token per notice
 //	td:{<shard>}:relay      string: relay lease for this shard
+//	td:{<shard>}:a:<id>     list: the notice's latest delivery attempts
+//	td:{endpoints}:disabled hash: webhook endpoints turned off (410 Gone)
 //
 // Every transition is one Lua script (scripts/*.lua, with a shared
 // prelude) that checks the current state, writes the change, moves the

@@ -12,19 +12,20 @@ type keys struct{ prefix string }
 
 func shardKeys(shard int) keys { return keys{prefix: "td:{" + strconv.Itoa(shard) + "}:"} }
 
-func (k keys) notice(id string) string { return k.prefix + "n:" + id }
-func (k keys) due() string             { return k.prefix + "due" }
-func (k keys) deadline() string        { return k.prefix + "deadline" }
-func (k keys) outbox() string          { return k.prefix + "outbox" }
-func (k keys) counts() string          { return k.prefix + "counts" }
-func (k keys) overdue() string         { return k.prefix + "overdue" }
-func (k keys) claims() string          { return k.prefix + "claims" }
-func (k keys) relay() string           { return k.prefix + "relay" }
+func (k keys) notice(id string) string   { return k.prefix + "n:" + id }
+func (k keys) due() string               { return k.prefix + "due" }
+func (k keys) deadline() string          { return k.prefix + "deadline" }
+func (k keys) outbox() string            { return k.prefix + "outbox" }
+func (k keys) counts() string            { return k.prefix + "counts" }
+func (k keys) overdue() string           { return k.prefix + "overdue" }
+func (k keys) claims() string            { return k.prefix + "claims" }
+func (k keys) relay() string             { return k.prefix + "relay" }
+func (k keys) attempts(id string) string { return k.prefix + "a:" + id }
 
 // transition is the KEYS list every transition script takes (see
 // scripts/prelude.lua).
 func (k keys) transition(id string) []string {
-	return []string{k.notice(id), k.due(), k.deadline(), k.outbox(), k.counts(), k.overdue(), k.claims()}
+	return []string{k.notice(id), k.due(), k.deadline(), k.outbox(), k.counts(), k.overdue(), k.claims(), k.attempts(id)}
 }
 
 // ShardOf maps a notice id to its shard. Ids are UUIDs, so their leading

@@ -2,6 +2,8 @@ package tracker
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -89,7 +91,7 @@ func parseRecord(m map[string]string) Record {
 			ClockStart: ms("clock"), Deadline: ms("deadline"), Window: time.Duration(n("window")) * time.Millisecond,
 			Deliveries: int(n("deliveries")), LastDelivery: ms("last_delivery"), Reminders: int(n("reminders")),
 			Overdue: m["overdue"] == "1", FollowUps: int(n("followups")), LastFollowUp: ms("last_followup"),
-			BlockedAt: ms("blocked_at"),
+			BlockedAt: ms("blocked_at"), RetryNotBefore: ms("retry_nb"),
 		},
 		Reference: m["ref"], Fingerprint: m["fp"], Body: []byte(m["notice"]),
 		DeliveredAt: ms("delivered_at"), Running: m["running"] == "1", Ground: pipeline.Ground(m["ground"]),
@@ -101,12 +103,13 @@ func parseRecord(m map[string]string) Record {
 // is still at version, and sets its next follow-up (zero: none). act is one
 // of the pipeline.FollowUp actions other than deliver and fail, or
 // "attempt" for a delivery attempt that failed, or "none".
-func (s *Store) FollowUp(ctx context.Context, id, token string, version int64, act string, now, next time.Time, ev pipeline.Event) (int64, error) {
+// att, if not nil, is the delivery attempt of a redeliver or attempt.
+func (s *Store) FollowUp(ctx context.Context, id, token string, version int64, act string, now, next time.Time, ev pipeline.Event, att *Attempt) (int64, error) {
 	nextMS := int64(0)
 	if !next.IsZero() {
 		nextMS = next.UnixMilli()
 	}
-	r, err := s.run(ctx, s.scripts.followup, id, now, token, version, act, nextMS, details(ev))
+	r, err := s.run(ctx, s.scripts.followup, id, now, token, version, act, nextMS, details(ev), att.json())
 	if err != nil {
 		return 0, fmt.Errorf("follow-up %s %s: %w", act, id, err)
 	}
@@ -116,9 +119,15 @@ func (s *Store) FollowUp(ctx context.Context, id, token string, version int64, a
 	return r.int(0), nil
 }
 
-// Fail moves a never-delivered notice to failed under the claim token.
-func (s *Store) Fail(ctx context.Context, id, token string, version int64, now time.Time, reason string) (int64, error) {
-	r, err := s.run(ctx, s.scripts.fail, id, now, token, version, details(pipeline.Event{Explanation: reason}))
+// Fail moves a never-delivered notice to failed under the claim token, or
+// with token "" without a claim (a permanent delivery failure). att, if not
+// nil, is the attempt that failed.
+func (s *Store) Fail(ctx context.Context, id, token string, version int64, now time.Time, reason string, att *Attempt) (int64, error) {
+	v := ""
+	if token != "" {
+		v = strconv.FormatInt(version, 10)
+	}
+	r, err := s.run(ctx, s.scripts.fail, id, now, token, v, details(pipeline.Event{Explanation: reason}), att.json())
 	if err != nil {
 		return 0, fmt.Errorf("fail %s: %w", id, err)
 	}
@@ -168,4 +177,41 @@ func (s *Store) Counts(ctx context.Context) (Counts, error) {
 		c.Outbox += outbox[i].Val()
 	}
 	return c, nil
+}
+
+// endpointsKey holds disabled webhook endpoints: provider -> JSON reason.
+const endpointsKey = "td:{endpoints}:disabled"
+
+// DisabledEndpoint says why and since when a provider's endpoint is off.
+type DisabledEndpoint struct {
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason"`
+}
+
+// DisableEndpoint turns a provider's webhook endpoint off (it answered 410
+// Gone). Deliveries to it fail until an operator enables it again.
+func (s *Store) DisableEndpoint(ctx context.Context, provider string, d DisabledEndpoint) error {
+	b, _ := json.Marshal(d) // always marshals
+	return s.rdb.HSet(ctx, endpointsKey, provider, b).Err()
+}
+
+// EnableEndpoint turns a provider's webhook endpoint back on.
+func (s *Store) EnableEndpoint(ctx context.Context, provider string) error {
+	return s.rdb.HDel(ctx, endpointsKey, provider).Err()
+}
+
+// EndpointDisabled reports whether a provider's endpoint is off, and why.
+func (s *Store) EndpointDisabled(ctx context.Context, provider string) (*DisabledEndpoint, error) {
+	v, err := s.rdb.HGet(ctx, endpointsKey, provider).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", provider, err)
+	}
+	var d DisabledEndpoint
+	if err := json.Unmarshal([]byte(v), &d); err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", provider, err)
+	}
+	return &d, nil
 }

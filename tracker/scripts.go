@@ -11,7 +11,7 @@ var scriptFS embed.FS
 
 // scripts holds one loaded script per transition.
 type scripts struct {
-	create, deliver, acknowledge, remove, block, resume, decline, withdraw, fail, replay, followup, claim *redis.Script
+	create, deliver, attempt, acknowledge, remove, block, resume, decline, withdraw, fail, replay, followup, claim *redis.Script
 	// Relay lease scripts.
 	renew, release *redis.Script
 }
@@ -22,6 +22,7 @@ func loadScripts() scripts {
 	return scripts{
 		create:      withPrelude("create.lua"),
 		deliver:     withPrelude("deliver.lua"),
+		attempt:     withPrelude("attempt.lua"),
 		acknowledge: withPrelude("acknowledge.lua"),
 		remove:      withPrelude("remove.lua"),
 		block:       withPrelude("block.lua"),

@@ -145,10 +145,30 @@ func (s *Store) Create(ctx context.Context, n *pipeline.Notice, body []byte, now
 	return r.int(0), nil
 }
 
+// Attempt is one delivery attempt as the tracker records it.
+type Attempt struct {
+	N       int       `json:"n"`
+	At      time.Time `json:"at"`
+	Channel string    `json:"channel"`
+	// Status is the HTTP status of a webhook attempt (0 when none came).
+	Status  int     `json:"status,omitempty"`
+	Seconds float64 `json:"seconds"`
+	Error   string  `json:"error,omitempty"`
+}
+
+func (a *Attempt) json() string {
+	if a == nil {
+		return ""
+	}
+	b, _ := json.Marshal(a) // an Attempt always marshals
+	return string(b)
+}
+
 // Delivered records receipt at the provider's contact point at now and
-// starts the window. next is the first follow-up.
-func (s *Store) Delivered(ctx context.Context, id string, now time.Time, window time.Duration, next time.Time) (deadline time.Time, err error) {
-	r, err := s.run(ctx, s.scripts.deliver, id, now, window.Milliseconds(), next.UnixMilli(), "")
+// starts the window. next is the first follow-up; att, if not nil, is the
+// successful attempt.
+func (s *Store) Delivered(ctx context.Context, id string, now time.Time, window time.Duration, next time.Time, att *Attempt) (deadline time.Time, err error) {
+	r, err := s.run(ctx, s.scripts.deliver, id, now, window.Milliseconds(), next.UnixMilli(), "", att.json())
 	if err != nil {
 		return time.Time{}, fmt.Errorf("deliver %s: %w", id, err)
 	}
@@ -156,6 +176,39 @@ func (s *Store) Delivered(ctx context.Context, id string, now time.Time, window 
 		return time.Time{}, err
 	}
 	return time.UnixMilli(r.int(1)).UTC(), nil
+}
+
+// AttemptFailed records a failed delivery attempt of a notice not yet
+// delivered and when to try again (retryNotBefore: the provider's
+// Retry-After, zero for none). It returns ErrDuplicate if the notice was
+// delivered meanwhile.
+func (s *Store) AttemptFailed(ctx context.Context, id string, now time.Time, att Attempt, next, retryNotBefore time.Time) error {
+	nb := int64(0)
+	if !retryNotBefore.IsZero() {
+		nb = retryNotBefore.UnixMilli()
+	}
+	r, err := s.run(ctx, s.scripts.attempt, id, now, att.json(), next.UnixMilli(), nb)
+	if err != nil {
+		return fmt.Errorf("attempt %s: %w", id, err)
+	}
+	return statusErr(r, "attempt "+id)
+}
+
+// Attempts returns a notice's latest delivery attempts, oldest first.
+func (s *Store) Attempts(ctx context.Context, id string) ([]Attempt, error) {
+	raw, err := s.rdb.LRange(ctx, s.keysFor(id).attempts(id), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("attempts %s: %w", id, err)
+	}
+	out := make([]Attempt, 0, len(raw))
+	for _, r := range raw {
+		var a Attempt
+		if err := json.Unmarshal([]byte(r), &a); err != nil {
+			return nil, fmt.Errorf("attempts %s: %w", id, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // Applied is the outcome of a provider's feedback that changed state.

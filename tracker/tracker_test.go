@@ -39,7 +39,7 @@ func created(t *testing.T, st *tracker.Store, n pipeline.Notice) string {
 
 func delivered(t *testing.T, st *tracker.Store, id string, at time.Time) {
 	t.Helper()
-	if _, err := st.Delivered(context.Background(), id, at, time.Hour, at.Add(30*time.Minute)); err != nil {
+	if _, err := st.Delivered(context.Background(), id, at, time.Hour, at.Add(30*time.Minute), nil); err != nil {
 		t.Fatalf("deliver: %v", err)
 	}
 }

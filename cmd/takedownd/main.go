@@ -132,7 +132,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	clock := pipeline.SystemClock{}
 	health := &worker.Health{RedisPing: store.Ping, NATS: nc, Metrics: m, Logger: log}
 	health.Check(ctx)
-	notif := notifier.New(dir, map[pipeline.Channel]notifier.Channel{pipeline.ChannelNATS: notifier.NewNATS(b, clock)})
+	webhook, err := notifier.NewWebhook(dir, clock, func(ctx context.Context, provider string) (bool, error) {
+		d, err := store.EndpointDisabled(ctx, provider)
+		return d != nil, err
+	})
+	if err != nil {
+		return err
+	}
+	lanes := notifier.NewLanes(webhook, clock, func(provider string) notifier.LaneConfig {
+		p, _ := dir.Provider(provider)
+		if p == nil || p.Webhook == nil {
+			return notifier.LaneConfig{}
+		}
+		return notifier.LaneConfig{Concurrency: p.Webhook.Concurrency, Rate: p.Webhook.Rate,
+			BreakerFailures: p.Webhook.BreakerFailures, BreakerCooldown: p.Webhook.BreakerCooldown.D()}
+	}, notifier.LaneHooks{Breaker: func(provider string, st notifier.BreakerState) {
+		m.WebhookCircuit.WithLabelValues(provider).Set(float64(st))
+		if st != notifier.BreakerClosed {
+			log.Warn("webhook circuit "+st.String(), "component", "delivery", "provider", provider)
+		}
+	}})
+	notif := notifier.New(dir, map[pipeline.Channel]notifier.Channel{
+		pipeline.ChannelNATS: notifier.NewNATS(b, clock), pipeline.ChannelWebhook: webhook,
+	}).WithLanes(pipeline.ChannelWebhook, lanes)
+	deliveries := &worker.Deliveries{Dispatch: notif, Store: store, Dir: dir, Clock: clock, Metrics: m, Logger: log, System: b}
 
 	// HTTP: health, readiness, metrics.
 	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -166,7 +189,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	start(&workers, workCtx, "health", health.Run)
 	if cfg.has("intake") {
-		start(&workers, workCtx, "intake", (&worker.Intake{Bus: b, Store: store, Deliver: notif, Dir: dir, Clock: clock, Metrics: m, Logger: log,
+		start(&workers, workCtx, "intake", (&worker.Intake{Bus: b, Store: store, Deliveries: deliveries, Dir: dir, Clock: clock, Metrics: m, Logger: log,
 			Workers: cfg.IntakeWorkers, Ready: health.Ready, Consumer: bus.ConsumerConfig{MaxDeliver: cfg.MaxDeliver}}).Run)
 	}
 	if cfg.has("feedback") {
@@ -174,7 +197,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			Workers: cfg.FeedbackWorkers, Ready: health.Ready, Consumer: bus.ConsumerConfig{MaxDeliver: cfg.MaxDeliver}}).Run)
 	}
 	if cfg.has("scheduler") {
-		start(&workers, workCtx, "scheduler", (&worker.Scheduler{Store: store, Deliver: notif, Dir: dir, Clock: clock, Metrics: m, Logger: log,
+		start(&workers, workCtx, "scheduler", (&worker.Scheduler{Store: store, Deliveries: deliveries, Dir: dir, Clock: clock, Metrics: m, Logger: log,
 			Interval: cfg.SchedulerEvery}).Run)
 	}
 	if cfg.has("relay") {
@@ -195,6 +218,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if !waitUntil(&workers, deadline) {
 		log.Warn("workers did not drain in time; unacknowledged messages will be redelivered")
 	}
+	lctx, lcancel := context.WithDeadline(context.Background(), deadline)
+	if err := notif.Close(lctx); err != nil {
+		log.Warn("webhook attempts still in flight at the deadline; the scheduler retries them", "err", err)
+	}
+	lcancel()
 	stopRelay()
 	if !waitUntil(&relays, deadline) {
 		log.Warn("relay did not finish in time; its outbox entries stay for the next relay")

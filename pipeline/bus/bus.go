@@ -10,6 +10,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -211,3 +212,17 @@ func (b *Bus) Park(ctx context.Context, s Stream, msg jetstream.Msg, reason, det
 
 // ErrClosed is returned by Run when its context ends; it is not a failure.
 var ErrClosed = errors.New("bus: consumer stopped")
+
+// SystemSchema is the schema of events that concern no single notice.
+const SystemSchema = "takedown.system/v1"
+
+// PublishSystem publishes an operator-visible event that concerns no single
+// notice, such as an endpoint disabled, on
+// <prefix>.events._.<provider>.<type>.
+func (b *Bus) PublishSystem(ctx context.Context, provider, typ, detail string, at time.Time) error {
+	data, _ := json.Marshal(map[string]string{ // a map of strings always marshals
+		"schema": SystemSchema, "type": typ, "provider": provider, "detail": detail, "at": at.UTC().Format(time.RFC3339Nano),
+	})
+	_, err := b.Publish(ctx, b.EventSubject("_", provider, typ), fmt.Sprintf("system.%s.%s.%d", provider, typ, at.UnixMilli()), data, nil)
+	return err
+}

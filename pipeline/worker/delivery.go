@@ -3,54 +3,157 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/takedown-eu/takedown/metrics"
 	"github.com/takedown-eu/takedown/notifier"
 	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/tracker"
 )
 
-// deliveryRecorder is the one path by which a notice reaches a provider
-// and its receipt reaches the tracker; the intake worker and the scheduler
-// both use it.
-type deliveryRecorder struct {
-	deliver Deliverer
-	record  func(ctx context.Context, id string, now time.Time, window time.Duration, next time.Time) (time.Time, error)
-	dir     *pipeline.Directory
-	metrics *metrics.Metrics
+// Deliveries is the one path by which a notice reaches its provider and
+// each attempt's outcome reaches the tracker; the intake worker and the
+// scheduler share it. Outcomes arrive asynchronously for channels with
+// lanes (webhook) and at once for nats.
+type Deliveries struct {
+	Dispatch Dispatcher
+	Store    DeliveryStore
+	Dir      *pipeline.Directory
+	Clock    pipeline.Clock
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
+	// System publishes operator-visible events that concern no notice
+	// (an endpoint disabled). May be nil.
+	System SystemEvents
 }
 
-// deliver sends the notice and records receipt. It returns nil when the
-// notice is delivered (or was already), and an error worth retrying
-// otherwise.
-func (d *deliveryRecorder) run(ctx context.Context, id, provider string, kind pipeline.Kind, body []byte, attempt int) error {
-	channel := "unknown"
-	if p, ok := d.dir.Provider(provider); ok {
-		channel = string(p.Channel)
+// target is one delivery attempt to make.
+type target struct {
+	rec     tracker.Record // what the tracker knew when the attempt began
+	attempt int
+	// Redeliveries of a delivered notice carry the scheduler's claim.
+	redeliver bool
+	token     string
+	next      time.Time
+}
+
+// start dispatches the attempt; false means it could not even be queued
+// (the provider's queue is full) and is left to the scheduler.
+func (d *Deliveries) start(ctx context.Context, t target) bool {
+	del := notifier.Delivery{NoticeID: t.rec.ID, Provider: t.rec.Provider, Kind: t.rec.Kind, Body: t.rec.Body, Attempt: t.attempt}
+	ok := d.Dispatch.Dispatch(ctx, del, func(r notifier.Receipt, err error) { d.finish(t, r, err) })
+	if !ok {
+		d.Metrics.Deliveries.WithLabelValues(d.Dispatch.Channel(t.rec.Provider), t.rec.Provider, "queue_full").Inc()
 	}
-	receipt, err := d.deliver.Deliver(ctx, notifier.Delivery{NoticeID: id, Provider: provider, Kind: kind, Body: body, Attempt: attempt})
-	if err != nil {
-		d.metrics.Deliveries.WithLabelValues(channel, provider, "error").Inc()
-		return fmt.Errorf("deliver: %w", err)
+	return ok
+}
+
+// finish records an attempt's outcome. Errors recording it are logged: the
+// notice stays due in the tracker and is taken up again by the scheduler.
+func (d *Deliveries) finish(t target, r notifier.Receipt, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, provider := t.rec.ID, t.rec.Provider
+	ch := d.Dispatch.Channel(provider)
+	now := d.Clock.Now()
+	att := &tracker.Attempt{N: t.attempt, At: now, Channel: ch, Status: r.Status, Seconds: r.Latency.Seconds()}
+	if r.Latency > 0 {
+		d.Metrics.AttemptSeconds.WithLabelValues(ch, provider).Observe(r.Latency.Seconds())
 	}
-	d.metrics.Deliveries.WithLabelValues(channel, provider, "delivered").Inc()
-	policy := d.dir.Policy(kind)
-	window := d.dir.Window(provider, kind)
-	at := receipt.At
-	next := policy.Plan(pipeline.Snapshot{
-		State: pipeline.StateDelivered, Kind: kind, ClockStart: at, Deadline: at.Add(window),
-		Window: window, Deliveries: attempt, LastDelivery: at,
-	}, at).Next
-	_, err = d.record(ctx, id, at, window, next)
+	log := d.Logger.With("component", "delivery", "notice", id, "provider", provider, "attempt", t.attempt)
+	if err == nil {
+		d.Metrics.Deliveries.WithLabelValues(ch, provider, "delivered").Inc()
+		if t.redeliver {
+			if _, ferr := d.Store.FollowUp(ctx, id, t.token, t.rec.Version, string(pipeline.FollowUpRedeliver), now, t.next, pipeline.Event{}, att); ferr == nil {
+				d.Metrics.FollowUps.WithLabelValues(string(pipeline.FollowUpRedeliver)).Inc()
+				d.Metrics.Transitions.WithLabelValues(string(pipeline.EventRedelivered)).Inc()
+			} else if !errors.Is(ferr, pipeline.ErrStale) {
+				log.Warn("redelivery not recorded", "err", ferr)
+			}
+			return
+		}
+		policy := d.Dir.PolicyFor(provider, t.rec.Kind)
+		window := policy.Window.D()
+		next := policy.Plan(pipeline.Snapshot{
+			ID: id, State: pipeline.StateDelivered, Kind: t.rec.Kind, ClockStart: r.At, Deadline: r.At.Add(window),
+			Window: window, Deliveries: t.attempt, LastDelivery: r.At,
+		}, r.At).Next
+		_, derr := d.Store.Delivered(ctx, id, r.At, window, next, att)
+		switch {
+		case derr == nil:
+			d.Metrics.Transitions.WithLabelValues(string(pipeline.EventDelivered)).Inc()
+		case errors.Is(derr, pipeline.ErrDuplicate), errors.Is(derr, pipeline.ErrIllegalTransition):
+			// Delivered already by another attempt, or withdrawn meanwhile.
+		default:
+			log.Warn("delivery not recorded; the scheduler delivers again", "err", derr)
+		}
+		return
+	}
+
+	ae := notifier.Classify(err)
+	att.Error = ae.Error()
+	outcome := "retry"
 	switch {
-	case err == nil:
-		d.metrics.Transitions.WithLabelValues(string(pipeline.EventDelivered)).Inc()
-		return nil
-	case errors.Is(err, pipeline.ErrDuplicate), errors.Is(err, pipeline.ErrIllegalTransition):
-		// Delivered already, or withdrawn meanwhile: nothing left to do.
-		return nil
-	default:
-		return fmt.Errorf("record delivery: %w", err)
+	case errors.Is(err, notifier.ErrCircuitOpen):
+		outcome = "circuit_open"
+	case ae.Gone:
+		outcome = "gone"
+	case ae.Permanent:
+		outcome = "failed"
+	}
+	d.Metrics.Deliveries.WithLabelValues(ch, provider, outcome).Inc()
+	if t.redeliver {
+		if _, ferr := d.Store.FollowUp(ctx, id, t.token, t.rec.Version, "attempt", now, t.next, pipeline.Event{}, att); ferr != nil && !errors.Is(ferr, pipeline.ErrStale) {
+			log.Warn("failed redelivery not recorded", "err", ferr)
+		}
+		return
+	}
+	if ae.Gone {
+		d.disableEndpoint(ctx, provider, att.Error, now, log)
+	}
+	if ae.Permanent {
+		if _, ferr := d.Store.Fail(ctx, id, "", 0, now, "delivery refused: "+att.Error, att); ferr == nil {
+			log.Error("delivery refused for good; notice parked as failed", "err", att.Error)
+			d.Metrics.Transitions.WithLabelValues(string(pipeline.EventFailed)).Inc()
+		} else if !errors.Is(ferr, pipeline.ErrIllegalTransition) {
+			log.Warn("failure not recorded", "err", ferr)
+		}
+		return
+	}
+	snap := t.rec.Snapshot
+	snap.State, snap.Deliveries, snap.LastDelivery = pipeline.StateReceived, t.attempt, now
+	var notBefore time.Time
+	if ae.RetryAfter > 0 {
+		notBefore = now.Add(ae.RetryAfter)
+		snap.RetryNotBefore = notBefore
+	}
+	next := d.Dir.PolicyFor(provider, t.rec.Kind).Plan(snap, now).Next
+	if next.IsZero() || next.Before(now) {
+		next = now
+	}
+	log.Debug("delivery attempt failed; retry scheduled", "err", att.Error, "next", next)
+	if aerr := d.Store.AttemptFailed(ctx, id, now, *att, next, notBefore); aerr != nil && !errors.Is(aerr, pipeline.ErrDuplicate) {
+		log.Warn("failed attempt not recorded", "err", aerr)
 	}
 }
+
+func (d *Deliveries) disableEndpoint(ctx context.Context, provider, reason string, now time.Time, log *slog.Logger) {
+	log.Error("webhook endpoint answered 410 Gone: disabled until an operator enables it", "reason", reason)
+	d.Metrics.EndpointsDisabled.WithLabelValues(provider).Inc()
+	if err := d.Store.DisableEndpoint(ctx, provider, tracker.DisabledEndpoint{Since: now, Reason: reason}); err != nil {
+		log.Error("cannot record the disabled endpoint", "err", err)
+	}
+	if d.System != nil {
+		if err := d.System.PublishSystem(ctx, provider, "endpoint_disabled", reason, now); err != nil {
+			log.Error("cannot publish the endpoint_disabled event", "err", err)
+		}
+	}
+}
+
+// SystemEvents publishes operator-visible events that concern no single
+// notice. *bus.Bus implements it.
+type SystemEvents interface {
+	PublishSystem(ctx context.Context, provider, typ, detail string, at time.Time) error
+}
+

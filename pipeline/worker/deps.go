@@ -13,9 +13,17 @@ import (
 // concurrent use.
 type IntakeStore interface {
 	Create(ctx context.Context, n *pipeline.Notice, body []byte, now, firstFollowUp time.Time) (int64, error)
-	Delivered(ctx context.Context, id string, now time.Time, window time.Duration, next time.Time) (time.Time, error)
 	Get(ctx context.Context, id string) (tracker.Record, error)
 	ApplyAction(ctx context.Context, a pipeline.Action, msgKey string, now time.Time) (int64, error)
+}
+
+// DeliveryStore records delivery attempts.
+type DeliveryStore interface {
+	Delivered(ctx context.Context, id string, now time.Time, window time.Duration, next time.Time, att *tracker.Attempt) (time.Time, error)
+	AttemptFailed(ctx context.Context, id string, now time.Time, att tracker.Attempt, next, retryNotBefore time.Time) error
+	Fail(ctx context.Context, id, token string, version int64, now time.Time, reason string, att *tracker.Attempt) (int64, error)
+	FollowUp(ctx context.Context, id, token string, version int64, act string, now, next time.Time, ev pipeline.Event, att *tracker.Attempt) (int64, error)
+	DisableEndpoint(ctx context.Context, provider string, d tracker.DisabledEndpoint) error
 }
 
 // FeedbackStore is what the feedback worker needs of the tracker.
@@ -28,9 +36,8 @@ type ScheduleStore interface {
 	Shards() int
 	Claim(ctx context.Context, shard int, now, leaseEnd time.Time, limit int, token string) ([]string, error)
 	GetMany(ctx context.Context, ids []string) (map[string]tracker.Record, error)
-	Delivered(ctx context.Context, id string, now time.Time, window time.Duration, next time.Time) (time.Time, error)
-	FollowUp(ctx context.Context, id, token string, version int64, act string, now, next time.Time, ev pipeline.Event) (int64, error)
-	Fail(ctx context.Context, id, token string, version int64, now time.Time, reason string) (int64, error)
+	FollowUp(ctx context.Context, id, token string, version int64, act string, now, next time.Time, ev pipeline.Event, att *tracker.Attempt) (int64, error)
+	Fail(ctx context.Context, id, token string, version int64, now time.Time, reason string, att *tracker.Attempt) (int64, error)
 }
 
 // OutboxStore is what the relay needs of the tracker.
@@ -42,10 +49,11 @@ type OutboxStore interface {
 	ReleaseShard(ctx context.Context, shard int, owner string) error
 }
 
-// Deliverer delivers a notice over its provider's channel; see
-// notifier.Channel for the contract.
-type Deliverer interface {
-	Deliver(ctx context.Context, d notifier.Delivery) (notifier.Receipt, error)
+// Dispatcher delivers a notice over its provider's channel and reports the
+// outcome to done, at once or later; see notifier.Notifier.Dispatch.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, d notifier.Delivery, done notifier.Done) bool
+	Channel(provider string) string
 }
 
 var (
@@ -53,5 +61,6 @@ var (
 	_ FeedbackStore = (*tracker.Store)(nil)
 	_ ScheduleStore = (*tracker.Store)(nil)
 	_ OutboxStore   = (*tracker.Store)(nil)
-	_ Deliverer     = (*notifier.Notifier)(nil)
+	_ DeliveryStore = (*tracker.Store)(nil)
+	_ Dispatcher    = (*notifier.Notifier)(nil)
 )

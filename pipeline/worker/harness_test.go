@@ -53,6 +53,7 @@ type harness struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	notif   *notifier.Notifier
+	deliv   *worker.Deliveries
 }
 
 type option func(*harnessOpts)
@@ -100,6 +101,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	}
 	h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	h.notif = notifier.New(h.dir, map[pipeline.Channel]notifier.Channel{pipeline.ChannelNATS: notifier.NewNATS(h.bus, h.clk)})
+	h.deliv = &worker.Deliveries{Dispatch: h.notif, Store: h.store, Dir: h.dir, Clock: h.clk, Metrics: h.metrics, Logger: h.log, System: h.bus}
 	return h
 }
 
@@ -118,14 +120,14 @@ func (h *harness) start(ready func() bool) {
 			}
 		}()
 	}
-	run((&worker.Intake{Bus: h.bus, Store: h.store, Deliver: h.notif, Dir: h.dir, Clock: h.clk, Metrics: h.metrics, Logger: h.log, Ready: ready}).Run)
+	run((&worker.Intake{Bus: h.bus, Store: h.store, Deliveries: h.deliv, Dir: h.dir, Clock: h.clk, Metrics: h.metrics, Logger: h.log, Ready: ready}).Run)
 	run((&worker.Feedback{Bus: h.bus, Store: h.store, Dir: h.dir, Clock: h.clk, Metrics: h.metrics, Logger: h.log, Ready: ready}).Run)
 	run((&worker.Relay{Store: h.store, Bus: h.bus, Metrics: h.metrics, Logger: h.log, Interval: 10 * time.Millisecond}).Run)
 	h.t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
 func (h *harness) scheduler(owner string) *worker.Scheduler {
-	return &worker.Scheduler{Store: h.store, Deliver: h.notif, Dir: h.dir, Clock: h.clock, Metrics: h.metrics, Logger: h.log, Owner: owner, Lease: 30 * time.Second}
+	return &worker.Scheduler{Store: h.store, Deliveries: h.deliv, Dir: h.dir, Clock: h.clock, Metrics: h.metrics, Logger: h.log, Owner: owner, Lease: 30 * time.Second}
 }
 
 func (h *harness) publish(subject, msgID string, v any) {

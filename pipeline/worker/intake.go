@@ -22,9 +22,9 @@ import (
 // travel the same subjects. What cannot be processed is parked with a
 // reason, never dropped.
 type Intake struct {
-	Bus      *bus.Bus
-	Store    IntakeStore
-	Deliver  Deliverer
+	Bus        *bus.Bus
+	Store      IntakeStore
+	Deliveries *Deliveries
 	Dir      *pipeline.Directory
 	Clock    pipeline.Clock
 	Metrics  *metrics.Metrics
@@ -70,15 +70,16 @@ func (w *Intake) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
 		return w.reject("invalid", err)
 	}
 	now := w.Clock.Now()
-	_, err = w.Store.Create(ctx, n, body, now, now.Add(w.Dir.Policy(n.Kind).RetryDeliveryEvery.D()))
+	rec := tracker.Record{Snapshot: pipeline.Snapshot{ID: id, State: pipeline.StateReceived, Kind: n.Kind, Issuer: n.Issuer, Provider: n.Provider, CreatedAt: now}, Body: body}
+	_, err = w.Store.Create(ctx, n, body, now, now.Add(w.Dir.PolicyFor(n.Provider, n.Kind).RetryDeliveryEvery.D()))
 	switch {
 	case err == nil:
 		w.Metrics.NoticesReceived.WithLabelValues(string(n.Kind), n.Issuer).Inc()
 		w.Metrics.Transitions.WithLabelValues(string(pipeline.EventReceived)).Inc()
 	case errors.Is(err, pipeline.ErrDuplicate):
 		w.Metrics.Duplicates.WithLabelValues(n.Issuer).Inc()
-		rec, gerr := w.Store.Get(ctx, id)
-		if gerr != nil {
+		var gerr error
+		if rec, gerr = w.Store.Get(ctx, id); gerr != nil {
 			return bus.Retry(0, gerr)
 		}
 		if rec.State != pipeline.StateReceived {
@@ -93,12 +94,10 @@ func (w *Intake) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
 	default:
 		return bus.Retry(0, err)
 	}
-	rec := deliveryRecorder{deliver: w.Deliver, record: w.Store.Delivered, dir: w.Dir, metrics: w.Metrics}
-	if err := rec.run(ctx, id, n.Provider, n.Kind, body, 1); err != nil {
-		// The notice is recorded; the scheduler also retries delivery, so
-		// a retry here only makes it faster.
-		return bus.Retry(0, err)
-	}
+	// The notice is recorded and due for the scheduler: whatever becomes of
+	// this first attempt (now for nats, soon from the provider's lane for
+	// webhooks), the intake message is done.
+	w.Deliveries.start(ctx, target{rec: rec, attempt: rec.Deliveries + 1})
 	return bus.Done()
 }
 

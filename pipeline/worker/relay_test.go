@@ -31,7 +31,7 @@ func TestRelayKilledBeforeTrimPublishesEachEventOnceInOrder(t *testing.T) {
 		if _, err := h.store.Create(ctx, &n, testenv.JSON(n), t0, t0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.store.Delivered(ctx, n.ID(), t0, time.Hour, t0.Add(time.Hour)); err != nil {
+		if _, err := h.store.Delivered(ctx, n.ID(), t0, time.Hour, t0.Add(time.Hour), nil); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {

@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/takedown-eu/takedown/metrics"
-	"github.com/takedown-eu/takedown/notifier"
 	"github.com/takedown-eu/takedown/pipeline"
 	"github.com/takedown-eu/takedown/tracker"
 )
@@ -21,8 +20,8 @@ import (
 // Several schedulers may run: each claims due work under a lease, and only
 // the latest claimant of a notice can fire it.
 type Scheduler struct {
-	Store   ScheduleStore
-	Deliver Deliverer
+	Store      ScheduleStore
+	Deliveries *Deliveries
 	Dir     *pipeline.Directory
 	Clock   pipeline.Clock
 	Metrics *metrics.Metrics
@@ -152,32 +151,28 @@ func (s *Scheduler) fire(ctx context.Context, rec tracker.Record, token string, 
 }
 
 func (s *Scheduler) fireOnce(ctx context.Context, rec tracker.Record, token string, now time.Time) (bool, error) {
-	policy := s.Dir.Policy(rec.Kind)
+	policy := s.Dir.PolicyFor(rec.Provider, rec.Kind)
 	d := policy.Plan(rec.Snapshot, now)
-	ev := pipeline.Event{}
 	act := string(d.Action)
 	switch d.Action {
 	case pipeline.FollowUpNone:
 		act = "none"
-	case pipeline.FollowUpDeliver, pipeline.FollowUpRedeliver:
-		dr := deliveryRecorder{deliver: s.Deliver, record: s.Store.Delivered, dir: s.Dir, metrics: s.Metrics}
-		if d.Action == pipeline.FollowUpDeliver {
-			err := dr.run(ctx, rec.ID, rec.Provider, rec.Kind, rec.Body, rec.Deliveries+1)
-			if err == nil {
-				s.Metrics.FollowUps.WithLabelValues(act).Inc()
-				return true, nil
-			}
-			s.Logger.Warn("delivery attempt failed", "component", "scheduler", "notice", rec.ID, "attempt", rec.Deliveries+1, "err", err)
-			act = "attempt"
-		} else if _, err := s.Deliver.Deliver(ctx, deliveryOf(rec)); err != nil {
-			s.Metrics.Deliveries.WithLabelValues(s.channel(rec.Provider), rec.Provider, "error").Inc()
-			act = "attempt"
-		} else {
-			s.Metrics.Deliveries.WithLabelValues(s.channel(rec.Provider), rec.Provider, "delivered").Inc()
+	case pipeline.FollowUpDeliver:
+		// The outcome is recorded when the attempt finishes; until then the
+		// claim's lease keeps other schedulers off.
+		if s.Deliveries.start(ctx, target{rec: rec, attempt: rec.Deliveries + 1}) {
+			s.Metrics.FollowUps.WithLabelValues(act).Inc()
+			return true, nil
 		}
+		return false, nil
+	case pipeline.FollowUpRedeliver:
+		if s.Deliveries.start(ctx, target{rec: rec, attempt: rec.Deliveries + 1, redeliver: true, token: token, next: d.Next}) {
+			return true, nil
+		}
+		return false, nil
 	case pipeline.FollowUpFail:
 		_, err := s.Store.Fail(ctx, rec.ID, token, rec.Version, now,
-			fmt.Sprintf("delivery failed %d times", rec.Deliveries))
+			fmt.Sprintf("delivery failed %d times", rec.Deliveries), nil)
 		if err != nil {
 			return false, err
 		}
@@ -186,26 +181,15 @@ func (s *Scheduler) fireOnce(ctx context.Context, rec tracker.Record, token stri
 		s.Metrics.Transitions.WithLabelValues(string(pipeline.EventFailed)).Inc()
 		return true, nil
 	}
-	if _, err := s.Store.FollowUp(ctx, rec.ID, token, rec.Version, act, now, d.Next, ev); err != nil {
+	if _, err := s.Store.FollowUp(ctx, rec.ID, token, rec.Version, act, now, d.Next, pipeline.Event{}, nil); err != nil {
 		return false, err
 	}
-	if act == "none" || act == "attempt" {
+	if act == "none" {
 		return false, nil
 	}
 	s.Metrics.FollowUps.WithLabelValues(act).Inc()
 	s.Metrics.Transitions.WithLabelValues(string(followUpEvent(d.Action))).Inc()
 	return true, nil
-}
-
-func (s *Scheduler) channel(provider string) string {
-	if p, ok := s.Dir.Provider(provider); ok {
-		return string(p.Channel)
-	}
-	return "unknown"
-}
-
-func deliveryOf(rec tracker.Record) notifier.Delivery {
-	return notifier.Delivery{NoticeID: rec.ID, Provider: rec.Provider, Kind: rec.Kind, Body: rec.Body, Attempt: rec.Deliveries + 1}
 }
 
 func followUpEvent(a pipeline.FollowUp) pipeline.EventType {

@@ -153,7 +153,7 @@ func TestKilledSchedulersClaimComesBack(t *testing.T) {
 		t.Fatalf("after the lease: fired %d (%v), want the escalation", n, err)
 	}
 	// The dead scheduler wakes up and tries to fire with its old claim.
-	_, err = h.store.FollowUp(ctx, id, "dead:1", rec.Version, "escalate", h.clock.Now(), h.clock.Now().Add(time.Hour), pipeline.Event{})
+	_, err = h.store.FollowUp(ctx, id, "dead:1", rec.Version, "escalate", h.clock.Now(), h.clock.Now().Add(time.Hour), pipeline.Event{}, nil)
 	if !errors.Is(err, pipeline.ErrStale) {
 		t.Fatalf("stale claim: got %v, want ErrStale", err)
 	}

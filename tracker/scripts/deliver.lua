@@ -1,7 +1,8 @@
 -- deliver: the provider's contact point received the notice (the JetStream
 -- ack of the deliver publish, or a 2xx from the webhook); the clock starts.
 -- KEYS: see prelude.
--- ARGV[4] window (ms), [5] next follow-up (ms), [6] event details JSON.
+-- ARGV[4] window (ms), [5] next follow-up (ms), [6] event details JSON,
+-- [7] the delivery attempt (JSON, may be empty).
 -- Returns {'ok', version, deadline} | {'dup', state} | {'not_found'} |
 -- {'illegal', state}.
 if redis.call('EXISTS', N) == 0 then return {'not_found'} end
@@ -21,4 +22,5 @@ set_state(st, 'delivered')
 redis.call('ZADD', DL, deadline, ID)
 redis.call('ZADD', DUE, ARGV[5], ID)
 redis.call('HDEL', CLM, ID)
+record_attempt(ARGV[7])
 return {'ok', emit('delivered', ARGV[6]), deadline}

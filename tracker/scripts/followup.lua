@@ -2,7 +2,8 @@
 -- schedules the next. KEYS: see prelude.
 -- ARGV[4] claim token, [5] version planned on, [6] action (none, attempt,
 -- redeliver, reminder, escalate, follow_up), [7] next follow-up (ms, 0 for
--- none), [8] event details JSON.
+-- none), [8] event details JSON, [9] the delivery attempt of redeliver or
+-- attempt (JSON, may be empty).
 -- Returns {'ok', version or 0} | {'stale'} | {'not_found'}.
 if redis.call('EXISTS', N) == 0 then
   redis.call('ZREM', DUE, ID)
@@ -11,6 +12,7 @@ if redis.call('EXISTS', N) == 0 then
 end
 if redis.call('HGET', CLM, ID) ~= ARGV[4] or get('v') ~= ARGV[5] then return {'stale'} end
 local act, v = ARGV[6], 0
+record_attempt(ARGV[9])
 if act == 'attempt' then
   redis.call('HINCRBY', N, 'deliveries', 1)
   redis.call('HSET', N, 'last_delivery', NOW)

@@ -8,9 +8,10 @@
 --   KEYS[5] counts        td:{s}:counts    (hash: state -> open count)
 --   KEYS[6] overdue       td:{s}:overdue   (hash: provider -> overdue count)
 --   KEYS[7] claims        td:{s}:claims    (hash: id -> scheduler claim token)
+--   KEYS[8] attempts      td:{s}:a:<id>    (list: the notice's delivery attempts)
 -- ARGV[1] is always the notice id and ARGV[2] the current time in ms,
 -- ARGV[3] the same time as RFC 3339 text for the event.
-local N, DUE, DL, OUT, CNT, OVD, CLM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local N, DUE, DL, OUT, CNT, OVD, CLM, ATT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local ID, NOW, NOWTXT = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 local function get(f) return redis.call('HGET', N, f) end
@@ -61,4 +62,13 @@ local function seen(msgkey)
 end
 local function mark(msgkey)
   if msgkey ~= '' then redis.call('HSET', N, 'lastmsg', msgkey) end
+end
+
+-- record_attempt appends a delivery attempt (JSON) to the notice's attempt
+-- list, keeping the latest 50.
+local function record_attempt(rec)
+  if rec and rec ~= '' then
+    redis.call('RPUSH', ATT, rec)
+    redis.call('LTRIM', ATT, -50, -1)
+  end
 end
