@@ -156,4 +156,3 @@ func (d *Deliveries) disableEndpoint(ctx context.Context, provider, reason strin
 type SystemEvents interface {
 	PublishSystem(ctx context.Context, provider, typ, detail string, at time.Time) error
 }
-

@@ -25,13 +25,13 @@ type Intake struct {
 	Bus        *bus.Bus
 	Store      IntakeStore
 	Deliveries *Deliveries
-	Dir      *pipeline.Directory
-	Clock    pipeline.Clock
-	Metrics  *metrics.Metrics
-	Logger   *slog.Logger
-	Workers  int
-	Ready    func() bool
-	Consumer bus.ConsumerConfig
+	Dir        *pipeline.Directory
+	Clock      pipeline.Clock
+	Metrics    *metrics.Metrics
+	Logger     *slog.Logger
+	Workers    int
+	Ready      func() bool
+	Consumer   bus.ConsumerConfig
 }
 
 // Run consumes until ctx ends, then drains in-flight messages.

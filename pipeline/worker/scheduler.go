@@ -22,10 +22,10 @@ import (
 type Scheduler struct {
 	Store      ScheduleStore
 	Deliveries *Deliveries
-	Dir     *pipeline.Directory
-	Clock   pipeline.Clock
-	Metrics *metrics.Metrics
-	Logger  *slog.Logger
+	Dir        *pipeline.Directory
+	Clock      pipeline.Clock
+	Metrics    *metrics.Metrics
+	Logger     *slog.Logger
 	// Interval between passes. Default 1s.
 	Interval time.Duration
 	// Lease is how long claimed work stays hidden from other schedulers.
