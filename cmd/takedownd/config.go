@@ -35,7 +35,7 @@ type config struct {
 	LogFormat       string
 }
 
-var allRoles = []string{"intake", "feedback", "scheduler", "relay"}
+var allRoles = []string{"intake", "feedback", "scheduler", "relay", "api"}
 
 func (c *config) has(role string) bool { return slices.Contains(c.Roles, role) }
 
@@ -46,14 +46,14 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	var c config
 	fs := flag.NewFlagSet("takedownd", flag.ContinueOnError)
 	fs.SetOutput(out)
-	roles := fs.String("roles", strings.Join(allRoles, ","), "comma-separated roles to run: intake, feedback, scheduler, relay")
+	roles := fs.String("roles", strings.Join(allRoles, ","), "comma-separated roles to run: intake, feedback, scheduler, relay, api")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty runs an embedded NATS server with JetStream")
 	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server (when -nats-url is empty)")
 	fs.StringVar(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis:// or rediss://)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: start a local redis-server child when none answers at -redis-url")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory (embedded NATS store, development Redis)")
 	fs.StringVar(&c.Directory, "directory", "", "issuers and providers file, YAML or JSON (required)")
-	fs.StringVar(&c.HTTPAddr, "http", ":8080", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&c.HTTPAddr, "http", ":8080", "address of /healthz, /readyz, /metrics and (role api) the /v1 API")
 	fs.StringVar(&c.Prefix, "subject-prefix", "takedown", "NATS subject prefix")
 	fs.IntVar(&c.Shards, "shards", 16, "Redis hash-tag shards (fixed for the life of the data)")
 	fs.IntVar(&c.Replicas, "replicas", 1, "JetStream stream replicas (1 on one server, 3 in a cluster)")

@@ -34,6 +34,7 @@ import (
 	"github.com/takedown-eu/takedown/metrics"
 	"github.com/takedown-eu/takedown/notifier"
 	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/api"
 	"github.com/takedown-eu/takedown/pipeline/bus"
 	"github.com/takedown-eu/takedown/pipeline/worker"
 	"github.com/takedown-eu/takedown/tracker"
@@ -162,7 +163,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
-	srv := &http.Server{Handler: httpHandler(reg, health), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	feedback := &worker.Feedback{Bus: b, Store: store, Dir: dir, Clock: clock, Metrics: m, Logger: log,
+		Workers: cfg.FeedbackWorkers, Ready: health.Ready, Consumer: bus.ConsumerConfig{MaxDeliver: cfg.MaxDeliver}}
+	var apiHandler http.Handler
+	if cfg.has("api") {
+		apiHandler = api.New(api.Config{Dir: dir, Feedback: feedback, Logger: log}).Handler()
+	}
+	srv := &http.Server{Handler: httpHandler(reg, health, apiHandler), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(httpLn) }()
 	log.Info("serving", "http", httpLn.Addr().String(), "roles", cfg.Roles, "nats", nc.ConnectedUrlRedacted())
@@ -193,8 +200,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			Workers: cfg.IntakeWorkers, Ready: health.Ready, Consumer: bus.ConsumerConfig{MaxDeliver: cfg.MaxDeliver}}).Run)
 	}
 	if cfg.has("feedback") {
-		start(&workers, workCtx, "feedback", (&worker.Feedback{Bus: b, Store: store, Dir: dir, Clock: clock, Metrics: m, Logger: log,
-			Workers: cfg.FeedbackWorkers, Ready: health.Ready, Consumer: bus.ConsumerConfig{MaxDeliver: cfg.MaxDeliver}}).Run)
+		start(&workers, workCtx, "feedback", feedback.Run)
 	}
 	if cfg.has("scheduler") {
 		start(&workers, workCtx, "scheduler", (&worker.Scheduler{Store: store, Deliveries: deliveries, Dir: dir, Clock: clock, Metrics: m, Logger: log,
@@ -306,8 +312,11 @@ func startDevRedis(ctx context.Context, cfg config, addr string) (*redisserver.S
 	return child, nil
 }
 
-func httpHandler(reg *prometheus.Registry, health *worker.Health) http.Handler {
+func httpHandler(reg *prometheus.Registry, health *worker.Health, apiHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if apiHandler != nil {
+		mux.Handle("/v1/", apiHandler)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -39,28 +40,59 @@ func (w *Feedback) Run(ctx context.Context) error {
 
 // Handle processes one feedback message.
 func (w *Feedback) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
-	reject := func(reason string, err error) bus.Outcome {
-		w.Metrics.Rejected.WithLabelValues("feedback", reason).Inc()
-		return bus.Park(reason, err.Error())
-	}
-	subjectProvider := w.Bus.SubjectToken(msg.Subject())
 	f, err := pipeline.DecodeFeedback(msg.Data())
 	if err != nil {
-		return reject("invalid", err)
+		w.Metrics.Rejected.WithLabelValues("feedback", "invalid").Inc()
+		return bus.Park("invalid", err.Error())
 	}
-	if f.Provider != subjectProvider {
-		return reject("provider_mismatch", fmt.Errorf("feedback names provider %q but was published on %s", f.Provider, msg.Subject()))
+	err = w.Apply(ctx, "feedback", f, w.Bus.SubjectToken(msg.Subject()), msgKey("f", msg))
+	var rej *Rejection
+	switch {
+	case err == nil, errors.Is(err, pipeline.ErrDuplicate):
+		return bus.Done()
+	case errors.As(err, &rej):
+		return bus.Park(rej.Reason, rej.Error())
+	default:
+		return bus.Retry(0, err)
+	}
+}
+
+// Rejection is feedback or an action refused for good, with a short reason
+// from a bounded set (it labels metrics and parked messages).
+type Rejection struct {
+	Reason string
+	Err    error
+}
+
+func (r *Rejection) Error() string { return r.Err.Error() }
+func (r *Rejection) Unwrap() error { return r.Err }
+
+// Apply applies decoded feedback sent by principal (the provider the
+// transport authenticated: the NATS subject's, or the HTTP token's).
+// source labels the metrics ("feedback", "http"). It returns nil when
+// applied, an error matching pipeline.ErrDuplicate when already applied, a
+// *Rejection when refused, and any other error when it should be retried.
+func (w *Feedback) Apply(ctx context.Context, source string, f pipeline.Feedback, principal, msgKey string) error {
+	reject := func(reason string, err error) error {
+		w.Metrics.Rejected.WithLabelValues(source, reason).Inc()
+		return &Rejection{Reason: reason, Err: err}
+	}
+	if f.Provider != principal {
+		return reject("provider_mismatch", fmt.Errorf("feedback names provider %q but comes from %q: %w", f.Provider, principal, pipeline.ErrForbidden))
 	}
 	if _, ok := w.Dir.Provider(f.Provider); !ok {
-		return reject("unknown_provider", fmt.Errorf("provider %q is not in the directory", f.Provider))
+		return reject("unknown_provider", fmt.Errorf("provider %q is not in the directory: %w", f.Provider, pipeline.ErrUnknownPrincipal))
 	}
 	now := w.Clock.Now()
 	if f.ActionAt != nil && f.ActionAt.After(now.Add(MaxClockSkew)) {
 		return reject("invalid", &pipeline.ValidationError{What: "feedback", Fields: []pipeline.FieldError{{Field: "action_at", Problem: "lies in the future"}}})
 	}
-	applied, err := w.Store.ApplyFeedback(ctx, f, msgKey("f", msg), now)
-	if out, done := transitionOutcome(w.Metrics, "feedback", err); done {
-		return out
+	applied, err := w.Store.ApplyFeedback(ctx, f, msgKey, now)
+	if err != nil {
+		if reason, refused := rejectionReason(err); refused {
+			return reject(reason, err)
+		}
+		return err
 	}
 	w.Metrics.Feedback.WithLabelValues(f.Provider, string(f.Type)).Inc()
 	w.Metrics.Transitions.WithLabelValues(string(feedbackEvent(f))).Inc()
@@ -72,7 +104,7 @@ func (w *Feedback) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
 		}
 		w.Metrics.Removals.WithLabelValues(string(applied.Kind), f.Provider, timeliness).Inc()
 	}
-	return bus.Done()
+	return nil
 }
 
 func feedbackEvent(f pipeline.Feedback) pipeline.EventType {

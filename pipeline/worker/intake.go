@@ -127,28 +127,35 @@ func (w *Intake) transitionOutcome(source string, err error) (bus.Outcome, bool)
 }
 
 func transitionOutcome(m *metrics.Metrics, source string, err error) (bus.Outcome, bool) {
-	reject := func(reason string) (bus.Outcome, bool) {
-		m.Rejected.WithLabelValues(source, reason).Inc()
-		return bus.Park(reason, err.Error()), true
-	}
 	switch {
 	case err == nil:
 		return bus.Outcome{}, false
 	case errors.Is(err, pipeline.ErrDuplicate):
 		return bus.Done(), true
-	case errors.Is(err, tracker.ErrNotYetDelivered):
-		return bus.Retry(0, err), true
-	case errors.Is(err, pipeline.ErrNotFound):
-		return reject("unknown_notice")
-	case errors.Is(err, pipeline.ErrForbidden):
-		return reject("forbidden")
-	case errors.Is(err, pipeline.ErrIllegalTransition):
-		return reject("illegal_transition")
-	case errors.Is(err, pipeline.ErrInvalid):
-		return reject("invalid")
-	default:
-		return bus.Retry(0, err), true
 	}
+	if reason, refused := rejectionReason(err); refused {
+		m.Rejected.WithLabelValues(source, reason).Inc()
+		return bus.Park(reason, err.Error()), true
+	}
+	return bus.Retry(0, err), true
+}
+
+// rejectionReason maps a tracker error to the reason it is refused for
+// good; refused is false for errors worth retrying.
+func rejectionReason(err error) (reason string, refused bool) {
+	switch {
+	case errors.Is(err, tracker.ErrNotYetDelivered):
+		return "", false
+	case errors.Is(err, pipeline.ErrNotFound):
+		return "unknown_notice", true
+	case errors.Is(err, pipeline.ErrForbidden):
+		return "forbidden", true
+	case errors.Is(err, pipeline.ErrIllegalTransition):
+		return "illegal_transition", true
+	case errors.Is(err, pipeline.ErrInvalid):
+		return "invalid", true
+	}
+	return "", false
 }
 
 // msgKey identifies a message by its stream sequence, so that the tracker
