@@ -226,7 +226,7 @@ func TestConfig(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{[]string{"-roles", "intake,api"}, nil, `unknown role "api"`},
+		{[]string{"-roles", "intake,webhooks"}, nil, `unknown role "webhooks"`},
 		{[]string{"-directory", "d", "-redis-url", "http://x"}, nil, "-redis-url"},
 		{[]string{"-directory", "d", "-shards", "0", "-log-level", "loud"}, nil, "-shards"},
 		{[]string{"-directory", "d", "-subject-prefix", "a.b"}, nil, "-subject-prefix"},

@@ -36,6 +36,10 @@ type target struct {
 	redeliver bool
 	token     string
 	next      time.Time
+	// recordErr, if set, receives (without blocking) an error recording
+	// the outcome: the intake worker retries its message on it when the
+	// attempt ran synchronously.
+	recordErr chan<- error
 }
 
 // start dispatches the attempt; false means it could not even be queued
@@ -86,7 +90,8 @@ func (d *Deliveries) finish(t target, r notifier.Receipt, err error) {
 		case errors.Is(derr, pipeline.ErrDuplicate), errors.Is(derr, pipeline.ErrIllegalTransition):
 			// Delivered already by another attempt, or withdrawn meanwhile.
 		default:
-			log.Warn("delivery not recorded; the scheduler delivers again", "err", derr)
+			log.Warn("delivery not recorded; it is delivered again", "err", derr)
+			t.report(derr)
 		}
 		return
 	}
@@ -135,6 +140,16 @@ func (d *Deliveries) finish(t target, r notifier.Receipt, err error) {
 	log.Debug("delivery attempt failed; retry scheduled", "err", att.Error, "next", next)
 	if aerr := d.Store.AttemptFailed(ctx, id, now, *att, next, notBefore); aerr != nil && !errors.Is(aerr, pipeline.ErrDuplicate) {
 		log.Warn("failed attempt not recorded", "err", aerr)
+		t.report(aerr)
+	}
+}
+
+func (t target) report(err error) {
+	if t.recordErr != nil {
+		select {
+		case t.recordErr <- err:
+		default:
+		}
 	}
 }
 

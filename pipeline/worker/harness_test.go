@@ -59,9 +59,13 @@ type harness struct {
 type option func(*harnessOpts)
 
 type harnessOpts struct {
-	rdb   *redis.Client
-	clock pipeline.Clock
+	rdb       *redis.Client
+	clock     pipeline.Clock
+	providers string
 }
+
+// withProviders adds YAML provider entries to the test directory.
+func withProviders(yaml string) option { return func(o *harnessOpts) { o.providers = yaml } }
 
 func withRedis(rdb *redis.Client) option { return func(o *harnessOpts) { o.rdb = rdb } }
 
@@ -91,7 +95,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	if h.store, err = tracker.New(h.rdb, tracker.Config{Shards: 4}); err != nil {
 		t.Fatal(err)
 	}
-	if h.dir, err = pipeline.ParseDirectory([]byte(directoryYAML), "yaml"); err != nil {
+	if h.dir, err = pipeline.ParseDirectory([]byte(directoryYAML+o.providers), "yaml"); err != nil {
 		t.Fatal(err)
 	}
 	h.metrics = metrics.New(h.reg)
@@ -100,7 +104,20 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		level = slog.LevelDebug
 	}
 	h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	h.notif = notifier.New(h.dir, map[pipeline.Channel]notifier.Channel{pipeline.ChannelNATS: notifier.NewNATS(h.bus, h.clk)})
+	webhook, err := notifier.NewWebhook(h.dir, h.clk, func(ctx context.Context, provider string) (bool, error) {
+		d, err := h.store.EndpointDisabled(ctx, provider)
+		return d != nil, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lanes := notifier.NewLanes(webhook, h.clk, func(string) notifier.LaneConfig {
+		return notifier.LaneConfig{Concurrency: 2, Rate: 1000, BreakerFailures: 100, BreakerCooldown: time.Second}
+	}, notifier.LaneHooks{})
+	t.Cleanup(func() { _ = lanes.Close(context.Background()) })
+	h.notif = notifier.New(h.dir, map[pipeline.Channel]notifier.Channel{
+		pipeline.ChannelNATS: notifier.NewNATS(h.bus, h.clk), pipeline.ChannelWebhook: webhook,
+	}).WithLanes(pipeline.ChannelWebhook, lanes)
 	h.deliv = &worker.Deliveries{Dispatch: h.notif, Store: h.store, Dir: h.dir, Clock: h.clk, Metrics: h.metrics, Logger: h.log, System: h.bus}
 	return h
 }

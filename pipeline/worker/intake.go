@@ -97,8 +97,17 @@ func (w *Intake) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
 	// The notice is recorded and due for the scheduler: whatever becomes of
 	// this first attempt (now for nats, soon from the provider's lane for
 	// webhooks), the intake message is done.
-	w.Deliveries.start(ctx, target{rec: rec, attempt: rec.Deliveries + 1})
-	return bus.Done()
+	recordErr := make(chan error, 1)
+	w.Deliveries.start(ctx, target{rec: rec, attempt: rec.Deliveries + 1, recordErr: recordErr})
+	select {
+	case err := <-recordErr:
+		// A synchronous attempt whose outcome could not be recorded (Redis
+		// went away): take the message again rather than wait for the
+		// scheduler.
+		return bus.Retry(0, err)
+	default:
+		return bus.Done()
+	}
 }
 
 func (w *Intake) action(ctx context.Context, msg jetstream.Msg, a pipeline.Action, subjectIssuer string) bus.Outcome {

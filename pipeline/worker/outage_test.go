@@ -26,6 +26,12 @@ func outageRun(t *testing.T, h *harness, dep string, breakFn, mendFn func()) {
 	health.Check(ctx)
 	go func() { _ = health.Run(ctx) }()
 	h.start(health.Ready)
+	sched := h.scheduler("outage")
+	sched.Clock = h.clk
+	sched.Interval = 100 * time.Millisecond
+	schedDone := make(chan struct{})
+	go func() { defer close(schedDone); _ = sched.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-schedDone })
 	sim := &providersim.Sim{JS: h.js, Providers: []providersim.Provider{{ID: "videohost", Behaviour: providersim.Prompt}}}
 	simDone := make(chan struct{})
 	go func() { defer close(simDone); _ = sim.Run(ctx) }()
