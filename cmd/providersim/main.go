@@ -4,6 +4,12 @@
 //
 //	providersim -nats-url nats://127.0.0.1:4222 \
 //	    -provider videohost=prompt -provider filedrop=slow:20s -provider quiet=silent
+//
+// Webhook providers receive signed POSTs on http://<listen>/hooks/<id> and
+// answer over takedownd's HTTP API:
+//
+//	providersim -nats-url … -webhook-listen 127.0.0.1:9090 -webhook-secret whsec_… \
+//	    -api-url http://127.0.0.1:8080 -webhook-provider webcast=prompt -api-token webcast=TOKEN
 package main
 
 import (
@@ -13,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -52,8 +59,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.SetOutput(stderr)
 	natsURL := fs.String("nats-url", getenv("TAKEDOWN_NATS_URL"), "NATS server URL (env TAKEDOWN_NATS_URL)")
 	prefix := fs.String("subject-prefix", "takedown", "NATS subject prefix")
-	var providers providerFlags
-	fs.Var(&providers, "provider", "a simulated provider as id=behaviour[:delay]; repeat for more.\nbehaviours: prompt, slow, late, blocking, declining, silent")
+	var providers, hooks providerFlags
+	fs.Var(&providers, "provider", "a simulated NATS provider as id=behaviour[:delay]; repeat for more.\nbehaviours: prompt, slow, late, blocking, declining, silent")
+	fs.Var(&hooks, "webhook-provider", "a simulated webhook provider as id=behaviour[:delay]; repeat for more")
+	listen := fs.String("webhook-listen", "127.0.0.1:9090", "address the webhook providers listen on")
+	var secrets stringList
+	fs.Var(&secrets, "webhook-secret", "whsec_ secret that webhook signatures must match; repeat for rotation")
+	apiURL := fs.String("api-url", "http://127.0.0.1:8080", "takedownd HTTP API, for webhook providers' feedback")
+	tokens := tokenFlags{}
+	fs.Var(tokens, "api-token", "a webhook provider's API bearer token as id=token; repeat for more")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: providersim -nats-url URL -provider id=behaviour[:delay] ...\n\n")
 		fs.PrintDefaults()
@@ -61,9 +75,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *natsURL == "" || len(providers) == 0 {
+	if *natsURL == "" || len(providers)+len(hooks) == 0 {
 		fs.Usage()
-		return errors.New("need -nats-url and at least one -provider")
+		return errors.New("need -nats-url and at least one -provider or -webhook-provider")
+	}
+	var webhook *providersim.WebhookConfig
+	if len(hooks) > 0 {
+		if len(secrets) == 0 {
+			return errors.New("webhook providers need -webhook-secret")
+		}
+		for _, p := range hooks {
+			if tokens[p.ID] == "" {
+				return fmt.Errorf("webhook provider %s needs -api-token %s=TOKEN", p.ID, p.ID)
+			}
+		}
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return err
+		}
+		webhook = &providersim.WebhookConfig{Providers: hooks, Listener: ln, Secrets: secrets, APIURL: strings.TrimRight(*apiURL, "/"), Tokens: tokens}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	nc, err := nats.Connect(*natsURL, nats.Name("providersim"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true), nats.ReconnectWait(250*time.Millisecond))
@@ -75,10 +105,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	names := make([]string, len(providers))
-	for i, p := range providers {
-		names[i] = fmt.Sprintf("%s=%s", p.ID, p.Behaviour)
+	var names []string
+	for _, p := range providers {
+		names = append(names, fmt.Sprintf("%s=%s", p.ID, p.Behaviour))
+	}
+	for _, p := range hooks {
+		names = append(names, fmt.Sprintf("%s=%s(webhook http://%s/hooks/%s)", p.ID, p.Behaviour, webhook.Listener.Addr(), p.ID))
 	}
 	log.Info("simulating providers", "providers", strings.Join(names, " "))
-	return (&providersim.Sim{JS: js, Prefix: *prefix, Providers: providers, Logger: log}).Run(ctx)
+	return (&providersim.Sim{JS: js, Prefix: *prefix, Providers: providers, Webhook: webhook, Logger: log}).Run(ctx)
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
+
+type tokenFlags map[string]string
+
+func (t tokenFlags) String() string { return fmt.Sprint(len(t), " tokens") }
+func (t tokenFlags) Set(s string) error {
+	id, tok, ok := strings.Cut(s, "=")
+	if !ok || id == "" || tok == "" {
+		return fmt.Errorf("%q: want id=token", s)
+	}
+	t[id] = tok
+	return nil
 }

@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +24,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/takedown-eu/takedown/pipeline/api"
 )
 
 func main() {
@@ -77,12 +81,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else {
 		defer os.RemoveAll(work)
 	}
-	dirFile := filepath.Join(work, "directory.yaml")
-	if err := os.WriteFile(dirFile, []byte(demoDirectory), 0o600); err != nil {
+	ports, err := freePorts(4)
+	if err != nil {
 		return err
 	}
-	ports, err := freePorts(3)
-	if err != nil {
+	hookAddr := "127.0.0.1:" + strconv.Itoa(ports[3])
+	secret, token := "whsec_"+randomBase64(24), randomBase64(24)
+	dirFile := filepath.Join(work, "directory.yaml")
+	dirText := demoDirectory("http://"+hookAddr+"/hooks/webcast", secret, api.TokenDigest(token))
+	if err := os.WriteFile(dirFile, []byte(dirText), 0o600); err != nil {
 		return err
 	}
 	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
@@ -103,9 +110,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w\n%s", err, daemon.tail())
 	}
 	fmt.Fprintf(stdout, "takedownd ready: NATS %s, metrics http://%s/metrics, redis-server started by -dev\n", natsURL, httpAddr)
-	simArgs := []string{"-nats-url", natsURL}
+	simArgs := []string{"-nats-url", natsURL, "-webhook-listen", hookAddr, "-webhook-secret", secret,
+		"-api-url", "http://" + httpAddr, "-api-token", "webcast=" + token}
 	for _, p := range demoProviders {
-		simArgs = append(simArgs, "-provider", p.flag)
+		if p.webhook {
+			simArgs = append(simArgs, "-webhook-provider", p.flag)
+		} else {
+			simArgs = append(simArgs, "-provider", p.flag)
+		}
 	}
 	sim, err := startChild(work, "providersim", o.providersim, simArgs...)
 	if err != nil {
@@ -230,4 +242,10 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+func randomBase64(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand never fails on Linux
+	return base64.StdEncoding.EncodeToString(b)
 }

@@ -22,8 +22,13 @@ import (
 const demoWindow = 20 * time.Second
 
 // The demo's directory: windows of seconds instead of an hour so that every
-// kind of follow-up happens within a minute.
-const demoDirectory = `
+// kind of follow-up happens within a minute. The webhook provider's endpoint
+// is on loopback, so it is explicitly allowed private addresses.
+func demoDirectory(hookURL, secret, tokenDigest string) string {
+	return fmt.Sprintf(demoDirectoryTemplate, hookURL, secret, tokenDigest)
+}
+
+const demoDirectoryTemplate = `
 policies:
   removal_order:
     window: 20s
@@ -51,6 +56,12 @@ providers:
   - {id: lateshare, name: LateShare GmbH, member_state: DE}
   - {id: pausecast, name: PauseCast Oy, member_state: FI}
   - {id: quietboard, name: QuietBoard SRL, member_state: RO}
+  - id: webcast
+    name: WebCast AB
+    member_state: SE
+    channel: webhook
+    webhook: {url: %q, allow_private: true, secrets: [%s], retry: [1s, 2s, 4s]}
+    token_sha256: [%s]
 `
 
 type demoProvider struct {
@@ -58,10 +69,13 @@ type demoProvider struct {
 	weight              int
 	// silent providers never finish; the demo waits for their escalation.
 	silent bool
+	// webhook providers are served by providersim over HTTP.
+	webhook bool
 }
 
 var demoProviders = []demoProvider{
-	{id: "videohost", behaviour: "prompt", flag: "videohost=prompt:300ms", weight: 45},
+	{id: "videohost", behaviour: "prompt", flag: "videohost=prompt:300ms", weight: 35},
+	{id: "webcast", behaviour: "prompt, webhook", flag: "webcast=prompt:500ms", weight: 10, webhook: true},
 	{id: "filedrop", behaviour: "slow (8s)", flag: "filedrop=slow:8s", weight: 30},
 	{id: "refhub", behaviour: "declines referrals", flag: "refhub=declining:2s", weight: 15},
 	{id: "lateshare", behaviour: "late (26s)", flag: "lateshare=late:26s", weight: 5},

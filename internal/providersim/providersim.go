@@ -16,10 +16,14 @@
 package providersim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +32,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/takedown-eu/takedown/notifier/signature"
 	"github.com/takedown-eu/takedown/pipeline"
 )
 
@@ -84,13 +89,31 @@ type Sim struct {
 	JS        jetstream.JetStream
 	Prefix    string // default "takedown"
 	Providers []Provider
-	Logger    *slog.Logger
+	// Webhook providers receive notices as signed POSTs on
+	// http://<listener>/hooks/<id> and answer over the HTTP API.
+	Webhook *WebhookConfig
+	Logger  *slog.Logger
 	// Stats, if set, is told of every feedback published.
 	Stats func(provider string, t pipeline.FeedbackType)
+
+	wg sync.WaitGroup
 }
 
-// Run consumes every provider's deliver subject until ctx ends; pending
-// timed answers are dropped at shutdown (the pipeline follows them up).
+// WebhookConfig describes the simulated webhook providers.
+type WebhookConfig struct {
+	Providers []Provider
+	// Listener serves the endpoints.
+	Listener net.Listener
+	// Secrets verify the signatures ("whsec_…").
+	Secrets []string
+	// APIURL is takedownd's HTTP address, for feedback.
+	APIURL string
+	// Tokens are the providers' bearer tokens, by provider id.
+	Tokens map[string]string
+}
+
+// Run serves every simulated provider until ctx ends; answers still
+// pending then are dropped (the pipeline follows them up).
 func (s *Sim) Run(ctx context.Context) error {
 	if s.Prefix == "" {
 		s.Prefix = "takedown"
@@ -98,11 +121,53 @@ func (s *Sim) Run(ctx context.Context) error {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
-	g, ctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	for _, p := range s.Providers {
-		g.Go(func() error { return s.runProvider(ctx, p) })
+		g.Go(func() error { return s.runProvider(gctx, p) })
 	}
-	return g.Wait()
+	if s.Webhook != nil {
+		g.Go(func() error { return s.serveWebhooks(gctx) })
+	}
+	err := g.Wait()
+	s.wg.Wait()
+	return err
+}
+
+// seenSet remembers which notices a provider has had.
+type seenSet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (s *seenSet) first(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	was := s.seen[id]
+	s.seen[id] = true
+	return !was
+}
+
+type sender func(ctx context.Context, provider, id string, t pipeline.FeedbackType, g pipeline.Ground) error
+
+// answer sends the behaviour's steps after the acknowledgement, in order.
+func (s *Sim) answer(ctx context.Context, p Provider, id string, k pipeline.Kind, send sender) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for _, st := range s.plan(p, k) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(st.after):
+			}
+			if err := send(ctx, p.ID, id, st.typ, st.ground); err != nil {
+				return
+			}
+		}
+	}()
 }
 
 func (s *Sim) runProvider(ctx context.Context, p Provider) error {
@@ -114,11 +179,7 @@ func (s *Sim) runProvider(ctx context.Context, p Provider) error {
 	if err != nil {
 		return fmt.Errorf("provider %s: consumer: %w", p.ID, err)
 	}
-	var (
-		mu     sync.Mutex
-		seen   = map[string]bool{}
-		timers []*time.Timer
-	)
+	var seen seenSet
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		var n struct {
 			ID   string        `json:"id"`
@@ -129,31 +190,20 @@ func (s *Sim) runProvider(ctx context.Context, p Provider) error {
 			_ = msg.Term()
 			return
 		}
-		mu.Lock()
-		again := seen[n.ID]
-		seen[n.ID] = true
-		mu.Unlock()
+		first := seen.first(n.ID)
 		if p.Behaviour == Silent {
 			_ = msg.Ack()
 			return
 		}
-		if again { // a redelivery: say again that we have it
-			s.send(ctx, p.ID, n.ID, pipeline.FeedbackAcknowledged, "")
-			_ = msg.Ack()
-			return
-		}
-		if err := s.send(ctx, p.ID, n.ID, pipeline.FeedbackAcknowledged, ""); err != nil {
+		// Acknowledge receipt (again, for a redelivery) before taking the
+		// message off the stream.
+		if err := s.sendNATS(ctx, p.ID, n.ID, pipeline.FeedbackAcknowledged, ""); err != nil {
 			_ = msg.Nak()
 			return
 		}
 		_ = msg.Ack()
-		steps := s.plan(p, n.Kind)
-		var at time.Duration
-		for _, st := range steps {
-			at += st.after
-			mu.Lock()
-			timers = append(timers, time.AfterFunc(at, func() { _ = s.send(ctx, p.ID, n.ID, st.typ, st.ground) }))
-			mu.Unlock()
+		if first {
+			s.answer(ctx, p, n.ID, n.Kind, s.sendNATS)
 		}
 	})
 	if err != nil {
@@ -161,12 +211,69 @@ func (s *Sim) runProvider(ctx context.Context, p Provider) error {
 	}
 	<-ctx.Done()
 	cc.Stop()
-	mu.Lock()
-	for _, t := range timers {
-		t.Stop()
-	}
-	mu.Unlock()
 	return nil
+}
+
+func (s *Sim) serveWebhooks(ctx context.Context) error {
+	w := s.Webhook
+	v, err := signature.NewVerifier(w.Secrets...)
+	if err != nil {
+		return err
+	}
+	behaviours := map[string]Provider{}
+	seen := map[string]*seenSet{}
+	for _, p := range w.Providers {
+		behaviours[p.ID], seen[p.ID] = p, &seenSet{}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /hooks/{provider}", func(rw http.ResponseWriter, r *http.Request) {
+		p, ok := behaviours[r.PathValue("provider")]
+		if !ok {
+			http.NotFound(rw, r)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(rw, "unreadable body", http.StatusBadRequest)
+			return
+		}
+		if err := v.Verify(r.Header, body); err != nil {
+			s.Logger.Warn("webhook refused", "provider", p.ID, "err", err)
+			http.Error(rw, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var n struct {
+			ID   string        `json:"id"`
+			Kind pipeline.Kind `json:"kind"`
+		}
+		if err := json.Unmarshal(body, &n); err != nil || n.ID == "" || n.ID != r.Header.Get(signature.HeaderID) {
+			http.Error(rw, "not a notice", http.StatusBadRequest)
+			return
+		}
+		rw.WriteHeader(http.StatusNoContent)
+		if p.Behaviour == Silent {
+			return
+		}
+		first := seen[p.ID].first(n.ID)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if s.sendHTTP(ctx, p.ID, n.ID, pipeline.FeedbackAcknowledged, "") == nil && first {
+				s.answer(ctx, p, n.ID, n.Kind, s.sendHTTP)
+			}
+		}()
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(w.Listener) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	case err := <-errc:
+		return err
+	}
 }
 
 type step struct {
@@ -191,9 +298,8 @@ func (s *Sim) plan(p Provider, k pipeline.Kind) []step {
 	return []step{{p.Delay, pipeline.FeedbackRemoved, ""}}
 }
 
-func (s *Sim) send(ctx context.Context, provider, id string, t pipeline.FeedbackType, g pipeline.Ground) error {
+func feedback(provider, id string, t pipeline.FeedbackType, g pipeline.Ground, now time.Time) []byte {
 	f := pipeline.Feedback{Schema: pipeline.FeedbackSchema, NoticeID: id, Provider: provider, Type: t, Ground: g}
-	now := time.Now().UTC()
 	switch t {
 	case pipeline.FeedbackRemoved, pipeline.FeedbackDisabled:
 		f.ActionAt = &now
@@ -202,6 +308,12 @@ func (s *Sim) send(ctx context.Context, provider, id string, t pipeline.Feedback
 		f.Explanation = "simulated outage at the provider"
 	}
 	data, _ := json.Marshal(f) // a Feedback always marshals
+	return data
+}
+
+func (s *Sim) sendNATS(ctx context.Context, provider, id string, t pipeline.FeedbackType, g pipeline.Ground) error {
+	now := time.Now().UTC()
+	data := feedback(provider, id, t, g, now)
 	m := nats.NewMsg(s.Prefix + ".feedback." + provider)
 	m.Data = data
 	ack := string(t)
@@ -230,4 +342,39 @@ func (s *Sim) send(ctx context.Context, provider, id string, t pipeline.Feedback
 		s.Stats(provider, t)
 	}
 	return nil
+}
+
+// sendHTTP posts feedback to the API, retrying while it is unavailable.
+func (s *Sim) sendHTTP(ctx context.Context, provider, id string, t pipeline.FeedbackType, g pipeline.Ground) error {
+	w := s.Webhook
+	data := feedback(provider, id, t, g, time.Now().UTC())
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.APIURL+"/v1/notices/"+id+"/feedback", bytes.NewReader(data))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+w.Tokens[provider])
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", id+"."+string(t))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode < 300:
+				if s.Stats != nil {
+					s.Stats(provider, t)
+				}
+				return nil
+			case resp.StatusCode != http.StatusServiceUnavailable:
+				s.Logger.Warn("feedback refused", "provider", provider, "notice", id, "type", t, "status", resp.StatusCode, "body", string(msg))
+				return fmt.Errorf("feedback refused: %s", resp.Status)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, 2*time.Second)):
+		}
+	}
 }
