@@ -103,3 +103,47 @@ providers:
 		})
 	}
 }
+
+func TestWebhookProviderConfig(t *testing.T) {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	d, err := pipeline.ParseDirectory([]byte(`
+issuers: [{id: de-bka, name: BKA, member_state: DE}]
+providers:
+  - id: hook
+    name: Hook
+    channel: webhook
+    webhook: {url: "https://hook.example/takedown", secrets: [`+secret+`], retry: [2s, 20s]}
+    token_sha256: [e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855]
+`), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := d.Provider("hook")
+	if p.Webhook.Concurrency != 4 || p.Webhook.Timeout.D() != 10*time.Second || p.Webhook.BreakerFailures != 5 {
+		t.Errorf("webhook defaults not applied: %+v", p.Webhook)
+	}
+	pol := d.PolicyFor("hook", pipeline.KindRemovalOrder)
+	if len(pol.RetrySchedule) != 2 || pol.RetrySchedule[1].D() != 20*time.Second || pol.Window.D() != time.Hour {
+		t.Errorf("policy for hook: %+v", pol)
+	}
+
+	_, err = pipeline.ParseDirectory([]byte(`
+issuers: [{id: de-bka, name: BKA, member_state: DE}]
+providers:
+  - {id: a, name: A, channel: webhook}
+  - {id: b, name: B, channel: nats, webhook: {url: "https://b.example", secrets: [`+secret+`]}}
+  - id: c
+    name: C
+    channel: webhook
+    webhook: {url: "http://c.example/hook", secrets: [nope, "whsec_c2hvcnQ="], retry: [0s], concurrency: 1000, rate: -1}
+    token_sha256: [abc]
+  - {id: d, name: D, channel: pigeon}
+  - {id: e, name: E, channel: webhook, webhook: {url: "https://user:pw@e.example/", secrets: [`+secret+`]}}
+`), "yaml")
+	want := []string{"providers[0].webhook", "providers[1].webhook", "providers[2].webhook.url", "providers[2].webhook.secrets[0]",
+		"providers[2].webhook.secrets[1]", "providers[2].webhook.retry[0]", "providers[2].webhook.concurrency", "providers[2].webhook.rate",
+		"providers[2].token_sha256[0]", "providers[3].channel", "providers[4].webhook.url"}
+	if diff := cmp.Diff(want, fields(err), sortStrings); diff != "" {
+		t.Errorf("fields (-want +got):\n%s\n%v", diff, err)
+	}
+}

@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -90,5 +91,47 @@ func TestPlanBlockedAndTerminal(t *testing.T) {
 	}
 	if !slices.Contains(pipeline.States, pipeline.StateFailed) || pipeline.StateFailed.Terminal() {
 		t.Error("failed must be a known, open state")
+	}
+}
+
+func TestPlanWebhookRetrySchedule(t *testing.T) {
+	p := pipeline.DefaultPolicy(pipeline.KindRemovalOrder)
+	p.RetrySchedule = []pipeline.Duration{pipeline.Duration(10 * time.Second), pipeline.Duration(time.Minute), pipeline.Duration(10 * time.Minute)}
+	s := pipeline.Snapshot{ID: pipeline.NoticeID("de-bka", "R"), State: pipeline.StateReceived, CreatedAt: d0, Deliveries: 1, LastDelivery: d0}
+	var gaps []time.Duration
+	for n := 1; n <= 3; n++ {
+		d := p.Plan(s, s.LastDelivery)
+		if d.Action != pipeline.FollowUpNone {
+			t.Fatalf("attempt %d: %s due at once", n, d.Action)
+		}
+		gap := d.Next.Sub(s.LastDelivery)
+		want := p.RetrySchedule[n-1].D()
+		if gap < want*9/10 || gap > want*11/10 {
+			t.Errorf("retry %d after %v, want %v ± 10%%", n, gap, want)
+		}
+		gaps = append(gaps, gap)
+		s = s.Apply(pipeline.FollowUpDeliver, d.Next)
+	}
+	if d := p.Plan(s, s.LastDelivery); d.Action != pipeline.FollowUpFail {
+		t.Errorf("after the schedule: %+v, want fail", d)
+	}
+	// Jitter is deterministic per notice and attempt (planning stays a
+	// pure function) and spreads different notices.
+	first := pipeline.Snapshot{ID: pipeline.NoticeID("de-bka", "R"), State: pipeline.StateReceived, Deliveries: 1, LastDelivery: d0}
+	if p.Plan(first, d0).Next.Sub(d0) != gaps[0] {
+		t.Error("jitter is not deterministic")
+	}
+	spread := map[time.Duration]bool{}
+	for i := range 20 {
+		o := pipeline.Snapshot{ID: pipeline.NoticeID("de-bka", fmt.Sprint(i)), State: pipeline.StateReceived, Deliveries: 1, LastDelivery: d0}
+		spread[p.Plan(o, d0).Next.Sub(d0)] = true
+	}
+	if len(spread) < 10 {
+		t.Errorf("20 notices drew only %d distinct retry delays", len(spread))
+	}
+	// Retry-After wins over an earlier scheduled retry.
+	s2 := pipeline.Snapshot{ID: "x", State: pipeline.StateReceived, Deliveries: 1, LastDelivery: d0, RetryNotBefore: d0.Add(2 * time.Minute)}
+	if next := p.Plan(s2, d0).Next; !next.Equal(d0.Add(2 * time.Minute)) {
+		t.Errorf("Retry-After ignored: next %v", next)
 	}
 }

@@ -2,16 +2,29 @@ package providersim_test
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/takedown-eu/takedown/internal/providersim"
 	"github.com/takedown-eu/takedown/internal/testenv"
+	"github.com/takedown-eu/takedown/metrics"
+	"github.com/takedown-eu/takedown/notifier"
 	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/api"
 	"github.com/takedown-eu/takedown/pipeline/bus"
+	"github.com/takedown-eu/takedown/pipeline/worker"
+	"github.com/takedown-eu/takedown/tracker"
 )
 
 func TestParseProvider(t *testing.T) {
@@ -94,4 +107,77 @@ func TestBehaviours(t *testing.T) {
 	if n != 8 {
 		t.Errorf("feedback stream holds %d messages, want 8", n)
 	}
+}
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestWebhookProvider runs a simulated webhook provider against the real
+// webhook channel and the real HTTP API: the notice arrives signed, and
+// the provider's answers change the notice's state in Redis.
+func TestWebhookProvider(t *testing.T) {
+	ctx := context.Background()
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("simulated-provider-secret"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := pipeline.ParseDirectory([]byte(fmt.Sprintf(`
+issuers: [{id: de-bka, name: BKA, member_state: DE}]
+providers:
+  - id: webcast
+    name: WebCast
+    channel: webhook
+    webhook: {url: "http://%s/hooks/webcast", allow_private: true, secrets: [%s]}
+    token_sha256: [%s]
+`, ln.Addr(), secret, api.TokenDigest("wc-token"))), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := tracker.New(testenv.Redis(t), tracker.Config{Shards: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(prometheus.NewRegistry())
+	fw := &worker.Feedback{Store: st, Dir: dir, Clock: pipeline.SystemClock{}, Metrics: m, Logger: slog.New(slog.DiscardHandler)}
+	apiSrv := httptest.NewServer(api.New(api.Config{Dir: dir, Feedback: fw}).Handler())
+	defer apiSrv.Close()
+
+	sim := &providersim.Sim{Webhook: &providersim.WebhookConfig{
+		Providers: []providersim.Provider{{ID: "webcast", Behaviour: providersim.Prompt}},
+		Listener:  ln, Secrets: []string{secret}, APIURL: apiSrv.URL, Tokens: map[string]string{"webcast": "wc-token"},
+	}}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = sim.Run(sctx) }()
+	defer func() { cancel(); <-done }()
+
+	n := testenv.Notice("de-bka", "SIM-HOOK", "webcast", pipeline.KindRemovalOrder)
+	now := time.Now().UTC()
+	if _, err := st.Create(ctx, &n, testenv.JSON(n), now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	wh, err := notifier.NewWebhook(dir, pipeline.SystemClock{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unsigned or wrongly signed requests are refused by the simulator.
+	resp, err := http.Post("http://"+ln.Addr().String()+"/hooks/webcast", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unsigned request: %s", resp.Status)
+	}
+	r, err := wh.Deliver(ctx, notifier.Delivery{NoticeID: n.ID(), Provider: "webcast", Kind: n.Kind, Body: testenv.JSON(n), Attempt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Delivered(ctx, n.ID(), r.At, time.Hour, r.At.Add(time.Minute), nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "removal reported over HTTP", func() bool {
+		rec, _ := st.Get(ctx, n.ID())
+		return rec.State == pipeline.StateRemoved
+	})
 }
