@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/notifier/signature"
 	"github.com/takedown-eu/takedown/pipeline"
@@ -122,6 +124,12 @@ func TestWebhookRetriesFollowTheScheduleThenFail(t *testing.T) {
 	})
 	if e.count() != 3 {
 		t.Errorf("endpoint called %d times, want 3", e.count())
+	}
+	if got := testutil.ToFloat64(h.metrics.Deliveries.WithLabelValues("webhook", "hookhost", "retry")); got != 3 {
+		t.Errorf("retry attempts counted %v, want 3", got)
+	}
+	if got := testutil.CollectAndCount(h.metrics.AttemptSeconds); got != 1 {
+		t.Errorf("attempt latency series %d, want 1", got)
 	}
 	evs := h.waitEvents(id, 2)
 	if evs[len(evs)-1].Type != pipeline.EventFailed {
