@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -125,20 +126,10 @@ func TestWebhookHeadersAndRotation(t *testing.T) {
 		if h.Get("webhook-id") != id || h.Get("Content-Type") != "application/json" || h.Get(notifier.HeaderAttempt) != fmt.Sprint(i+1) {
 			t.Errorf("attempt %d headers %v", i+1, h)
 		}
-		if n := len(splitFields(h.Get("webhook-signature"))); n != 2 {
+		if n := len(strings.Fields(h.Get("webhook-signature"))); n != 2 {
 			t.Errorf("attempt %d carries %d signatures, want one per secret", i+1, n)
 		}
 	}
-}
-
-func splitFields(s string) []string {
-	var out []string
-	for _, f := range []rune(s) {
-		if f == ' ' {
-			out = append(out, "")
-		}
-	}
-	return append(out, "")
 }
 
 func TestWebhookOutcomes(t *testing.T) {
