@@ -109,11 +109,8 @@ func (s *Store) FollowUp(ctx context.Context, id, token string, version int64, a
 	if !next.IsZero() {
 		nextMS = next.UnixMilli()
 	}
-	r, err := s.run(ctx, s.scripts.followup, id, now, token, version, act, nextMS, details(ev), att.json())
+	r, err := s.call(ctx, s.scripts.followup, "follow-up "+act, id, now, token, version, act, nextMS, details(ev), att.json())
 	if err != nil {
-		return 0, fmt.Errorf("follow-up %s %s: %w", act, id, err)
-	}
-	if err := statusErr(r, "follow-up "+act+" "+id); err != nil {
 		return 0, err
 	}
 	return r.int(0), nil
@@ -127,11 +124,8 @@ func (s *Store) Fail(ctx context.Context, id, token string, version int64, now t
 	if token != "" {
 		v = strconv.FormatInt(version, 10)
 	}
-	r, err := s.run(ctx, s.scripts.fail, id, now, token, v, details(pipeline.Event{Explanation: reason}), att.json())
+	r, err := s.call(ctx, s.scripts.fail, "fail", id, now, token, v, details(pipeline.Event{Explanation: reason}), att.json())
 	if err != nil {
-		return 0, fmt.Errorf("fail %s: %w", id, err)
-	}
-	if err := statusErr(r, "fail "+id); err != nil {
 		return 0, err
 	}
 	return r.int(0), nil

@@ -90,6 +90,19 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, id string, now time.T
 	return reply{status: st, vals: res[1:]}, nil
 }
 
+// call runs a transition script and maps its status to the package's
+// errors; op names the transition in them.
+func (s *Store) call(ctx context.Context, sc *redis.Script, op, id string, now time.Time, args ...any) (reply, error) {
+	r, err := s.run(ctx, sc, id, now, args...)
+	if err != nil {
+		return reply{}, fmt.Errorf("%s %s: %w", op, id, err)
+	}
+	if err := statusErr(r, op+" "+id); err != nil {
+		return reply{}, err
+	}
+	return r, nil
+}
+
 // statusErr maps a script status to the package's errors.
 func statusErr(r reply, op string) error {
 	switch r.status {
@@ -133,13 +146,10 @@ func details(e pipeline.Event) string {
 // again and ErrConflict for the same reference with different content.
 func (s *Store) Create(ctx context.Context, n *pipeline.Notice, body []byte, now, firstFollowUp time.Time) (int64, error) {
 	id := n.ID()
-	r, err := s.run(ctx, s.scripts.create, id, now,
+	r, err := s.call(ctx, s.scripts.create, "create", id, now,
 		n.Fingerprint(), string(n.Kind), n.Issuer, n.Provider, n.Reference,
 		firstFollowUp.UnixMilli(), string(body), details(pipeline.Event{Notice: body}))
 	if err != nil {
-		return 0, fmt.Errorf("create %s: %w", id, err)
-	}
-	if err := statusErr(r, "create "+id); err != nil {
 		return 0, err
 	}
 	return r.int(0), nil
@@ -168,11 +178,8 @@ func (a *Attempt) json() string {
 // starts the window. next is the first follow-up; att, if not nil, is the
 // successful attempt.
 func (s *Store) Delivered(ctx context.Context, id string, now time.Time, window time.Duration, next time.Time, att *Attempt) (deadline time.Time, err error) {
-	r, err := s.run(ctx, s.scripts.deliver, id, now, window.Milliseconds(), next.UnixMilli(), "", att.json())
+	r, err := s.call(ctx, s.scripts.deliver, "deliver", id, now, window.Milliseconds(), next.UnixMilli(), "", att.json())
 	if err != nil {
-		return time.Time{}, fmt.Errorf("deliver %s: %w", id, err)
-	}
-	if err := statusErr(r, "deliver "+id); err != nil {
 		return time.Time{}, err
 	}
 	return time.UnixMilli(r.int(1)).UTC(), nil
@@ -187,11 +194,8 @@ func (s *Store) AttemptFailed(ctx context.Context, id string, now time.Time, att
 	if !retryNotBefore.IsZero() {
 		nb = retryNotBefore.UnixMilli()
 	}
-	r, err := s.run(ctx, s.scripts.attempt, id, now, att.json(), next.UnixMilli(), nb)
-	if err != nil {
-		return fmt.Errorf("attempt %s: %w", id, err)
-	}
-	return statusErr(r, "attempt "+id)
+	_, err := s.call(ctx, s.scripts.attempt, "attempt", id, now, att.json(), next.UnixMilli(), nb)
+	return err
 }
 
 // Attempts returns a notice's latest delivery attempts, oldest first.
@@ -224,7 +228,7 @@ type Applied struct {
 // message carrying it (its stream sequence) so a redelivered message is a
 // no-op; pass "" when there is none.
 func (s *Store) ApplyFeedback(ctx context.Context, f pipeline.Feedback, msgKey string, now time.Time) (Applied, error) {
-	op := string(f.Type) + " " + f.NoticeID
+	op, id := string(f.Type), f.NoticeID
 	var (
 		r   reply
 		err error
@@ -232,24 +236,21 @@ func (s *Store) ApplyFeedback(ctx context.Context, f pipeline.Feedback, msgKey s
 	ev := pipeline.Event{ProviderReference: f.ProviderReference, Explanation: f.Explanation}
 	switch f.Type {
 	case pipeline.FeedbackAcknowledged:
-		r, err = s.run(ctx, s.scripts.acknowledge, f.NoticeID, now, f.Provider, msgKey, details(ev))
+		r, err = s.call(ctx, s.scripts.acknowledge, op, id, now, f.Provider, msgKey, details(ev))
 	case pipeline.FeedbackRemoved, pipeline.FeedbackDisabled:
 		ev.Outcome, ev.ActionAt = f.Type, f.ActionAt
-		r, err = s.run(ctx, s.scripts.remove, f.NoticeID, now, f.Provider, msgKey, f.ActionAt.UnixMilli(), details(ev))
+		r, err = s.call(ctx, s.scripts.remove, op, id, now, f.Provider, msgKey, f.ActionAt.UnixMilli(), details(ev))
 	case pipeline.FeedbackBlocked:
 		ev.Ground = f.Ground
-		r, err = s.run(ctx, s.scripts.block, f.NoticeID, now, f.Provider, msgKey, string(f.Ground), details(ev))
+		r, err = s.call(ctx, s.scripts.block, op, id, now, f.Provider, msgKey, string(f.Ground), details(ev))
 	case pipeline.FeedbackResumed:
-		r, err = s.run(ctx, s.scripts.resume, f.NoticeID, now, "provider", f.Provider, msgKey, details(ev))
+		r, err = s.call(ctx, s.scripts.resume, op, id, now, "provider", f.Provider, msgKey, details(ev))
 	case pipeline.FeedbackDeclined:
-		r, err = s.run(ctx, s.scripts.decline, f.NoticeID, now, f.Provider, msgKey, details(ev))
+		r, err = s.call(ctx, s.scripts.decline, op, id, now, f.Provider, msgKey, details(ev))
 	default:
-		return Applied{}, fmt.Errorf("%s: unknown feedback type: %w", op, pipeline.ErrInvalid)
+		return Applied{}, fmt.Errorf("%s %s: unknown feedback type: %w", op, id, pipeline.ErrInvalid)
 	}
 	if err != nil {
-		return Applied{}, fmt.Errorf("%s: %w", op, err)
-	}
-	if err := statusErr(r, op); err != nil {
 		return Applied{}, err
 	}
 	a := Applied{Version: r.int(0)}
@@ -263,7 +264,7 @@ func (s *Store) ApplyFeedback(ctx context.Context, f pipeline.Feedback, msgKey s
 
 // ApplyAction applies an issuer's withdrawal or clarification.
 func (s *Store) ApplyAction(ctx context.Context, a pipeline.Action, msgKey string, now time.Time) (int64, error) {
-	op := string(a.Type) + " " + a.NoticeID
+	op, id := string(a.Type), a.NoticeID
 	var (
 		r   reply
 		err error
@@ -271,16 +272,13 @@ func (s *Store) ApplyAction(ctx context.Context, a pipeline.Action, msgKey strin
 	ev := details(pipeline.Event{Explanation: a.Explanation})
 	switch a.Type {
 	case pipeline.ActionWithdraw:
-		r, err = s.run(ctx, s.scripts.withdraw, a.NoticeID, now, a.Issuer, msgKey, ev)
+		r, err = s.call(ctx, s.scripts.withdraw, op, id, now, a.Issuer, msgKey, ev)
 	case pipeline.ActionClarify:
-		r, err = s.run(ctx, s.scripts.resume, a.NoticeID, now, "issuer", a.Issuer, msgKey, ev)
+		r, err = s.call(ctx, s.scripts.resume, op, id, now, "issuer", a.Issuer, msgKey, ev)
 	default:
-		return 0, fmt.Errorf("%s: unknown action: %w", op, pipeline.ErrInvalid)
+		return 0, fmt.Errorf("%s %s: unknown action: %w", op, id, pipeline.ErrInvalid)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", op, err)
-	}
-	if err := statusErr(r, op); err != nil {
 		return 0, err
 	}
 	return r.int(0), nil
@@ -288,11 +286,8 @@ func (s *Store) ApplyAction(ctx context.Context, a pipeline.Action, msgKey strin
 
 // Replay sends a failed notice through delivery again.
 func (s *Store) Replay(ctx context.Context, id string, now time.Time) (int64, error) {
-	r, err := s.run(ctx, s.scripts.replay, id, now, now.UnixMilli(), "")
+	r, err := s.call(ctx, s.scripts.replay, "replay", id, now, now.UnixMilli(), "")
 	if err != nil {
-		return 0, fmt.Errorf("replay %s: %w", id, err)
-	}
-	if err := statusErr(r, "replay "+id); err != nil {
 		return 0, err
 	}
 	return r.int(0), nil
