@@ -77,9 +77,12 @@ func (r reply) str(i int) string {
 }
 
 func (s *Store) run(ctx context.Context, sc *redis.Script, id string, now time.Time, args ...any) (reply, error) {
-	k := s.keysFor(id)
+	return s.runKeys(ctx, sc, s.keysFor(id).transition(id), id, now, args...)
+}
+
+func (s *Store) runKeys(ctx context.Context, sc *redis.Script, keys []string, id string, now time.Time, args ...any) (reply, error) {
 	argv := append([]any{id, now.UnixMilli(), now.UTC().Format(time.RFC3339Nano)}, args...)
-	res, err := sc.Run(ctx, s.rdb, k.transition(id), argv...).Slice()
+	res, err := sc.Run(ctx, s.rdb, keys, argv...).Slice()
 	if err != nil {
 		return reply{}, err
 	}
@@ -146,10 +149,15 @@ func details(e pipeline.Event) string {
 // again and ErrConflict for the same reference with different content.
 func (s *Store) Create(ctx context.Context, n *pipeline.Notice, body []byte, now, firstFollowUp time.Time) (int64, error) {
 	id := n.ID()
-	r, err := s.call(ctx, s.scripts.create, "create", id, now,
+	k := s.keysFor(id)
+	keys := append(k.transition(id), k.byIssuer(n.Issuer), k.byProvider(n.Provider), k.byAll())
+	r, err := s.runKeys(ctx, s.scripts.create, keys, id, now,
 		n.Fingerprint(), string(n.Kind), n.Issuer, n.Provider, n.Reference,
 		firstFollowUp.UnixMilli(), string(body), details(pipeline.Event{Notice: body}))
 	if err != nil {
+		return 0, fmt.Errorf("create %s: %w", id, err)
+	}
+	if err := statusErr(r, "create "+id); err != nil {
 		return 0, err
 	}
 	return r.int(0), nil

@@ -9,9 +9,10 @@
 --   KEYS[6] overdue       td:{s}:overdue   (hash: provider -> overdue count)
 --   KEYS[7] claims        td:{s}:claims    (hash: id -> scheduler claim token)
 --   KEYS[8] attempts      td:{s}:a:<id>    (list: the notice's delivery attempts)
+--   KEYS[9] timeline      td:{s}:t:<id>    (list: the notice's events, for reads)
 -- ARGV[1] is always the notice id and ARGV[2] the current time in ms,
 -- ARGV[3] the same time as RFC 3339 text for the event.
-local N, DUE, DL, OUT, CNT, OVD, CLM, ATT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local N, DUE, DL, OUT, CNT, OVD, CLM, ATT, TL = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local ID, NOW, NOWTXT = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 local function get(f) return redis.call('HGET', N, f) end
@@ -52,6 +53,13 @@ local function emit(typ, x, extra)
              'da', get('delivered_at') or '', 'x', x or ''}
   if extra then for _, e in ipairs(extra) do f[#f + 1] = e end end
   redis.call('XADD', OUT, '*', unpack(f))
+  -- The same fields, as an object, on the notice's own timeline (the
+  -- received event's notice body is left out: the hash holds it).
+  local obj = {}
+  for i = 1, #f, 2 do obj[f[i]] = f[i + 1] end
+  if typ == 'received' or typ == 'replayed' then obj['x'] = '' end
+  redis.call('RPUSH', TL, cjson.encode(obj))
+  redis.call('LTRIM', TL, -200, -1)
   return v
 end
 

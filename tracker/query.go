@@ -1,0 +1,245 @@
+package tracker
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/takedown-eu/takedown/pipeline"
+)
+
+// Timeline returns a notice's events (the latest 200), oldest first. The
+// received event does not repeat the notice body; Record.Body has it.
+func (s *Store) Timeline(ctx context.Context, id string) ([]pipeline.Event, error) {
+	raw, err := s.rdb.LRange(ctx, s.keysFor(id).timeline(id), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("timeline %s: %w", id, err)
+	}
+	out := make([]pipeline.Event, 0, len(raw))
+	for _, r := range raw {
+		dec := json.NewDecoder(bytes.NewReader([]byte(r)))
+		dec.UseNumber()
+		var obj map[string]any
+		if err := dec.Decode(&obj); err != nil {
+			return nil, fmt.Errorf("timeline %s: %w", id, err)
+		}
+		vals := make(map[string]any, len(obj))
+		for k, v := range obj {
+			vals[k] = fmt.Sprint(v)
+		}
+		ev, err := outboxEvent(redis.XMessage{Values: vals})
+		if err != nil {
+			return nil, fmt.Errorf("timeline %s: %w", id, err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// Query selects notices for a listing. Issuer and Provider scope it (a
+// principal sees only its own); the other fields filter.
+type Query struct {
+	Issuer   string
+	Provider string
+	State    pipeline.State
+	Kind     pipeline.Kind
+	Overdue  *bool
+	// From and To bound the creation time (inclusive, exclusive).
+	From, To time.Time
+	// Limit is the page size: default 50, at most 500.
+	Limit int
+	// Cursor continues a previous page ("" for the first).
+	Cursor string
+}
+
+// Page is one page of a listing, newest first.
+type Page struct {
+	Items      []Record
+	NextCursor string
+}
+
+// ErrBadCursor reports a cursor this store did not issue.
+var ErrBadCursor = fmt.Errorf("bad cursor: %w", pipeline.ErrInvalid)
+
+type cursor struct {
+	ms int64
+	id string
+}
+
+func (c cursor) String() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.ms, 10) + ":" + c.id))
+}
+
+func parseCursor(s string) (cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return cursor{}, ErrBadCursor
+	}
+	ms, id, ok := strings.Cut(string(b), ":")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil {
+		return cursor{}, ErrBadCursor
+	}
+	return cursor{n, id}, nil
+}
+
+// before orders entries newest first: (ms, id) descending.
+func (c cursor) before(o cursor) bool { return c.ms > o.ms || (c.ms == o.ms && c.id > o.id) }
+
+// List pages through notices newest first, merging the shards' creation
+// indexes and filtering on the notices' current fields.
+func (s *Store) List(ctx context.Context, q Query) (Page, error) {
+	if q.Limit <= 0 {
+		q.Limit = 50
+	}
+	q.Limit = min(q.Limit, 500)
+	var after *cursor
+	if q.Cursor != "" {
+		c, err := parseCursor(q.Cursor)
+		if err != nil {
+			return Page{}, err
+		}
+		after = &c
+	}
+	index := func(k keys) string {
+		switch {
+		case q.Issuer != "":
+			return k.byIssuer(q.Issuer)
+		case q.Provider != "":
+			return k.byProvider(q.Provider)
+		}
+		return k.byAll()
+	}
+	maxScore := "+inf"
+	if !q.To.IsZero() {
+		maxScore = "(" + strconv.FormatInt(q.To.UnixMilli(), 10)
+	}
+	if after != nil {
+		maxScore = strconv.FormatInt(after.ms, 10)
+	}
+	minScore := "-inf"
+	if !q.From.IsZero() {
+		minScore = strconv.FormatInt(q.From.UnixMilli(), 10)
+	}
+	var page Page
+	var last cursor // index position of the last item on the page
+	batch := int64(q.Limit + 1)
+	offsets := make([]int64, s.shards)
+	exhausted := make([]bool, s.shards)
+	pending := []cursor{}
+	for rounds := 0; rounds < 20 && len(page.Items) <= q.Limit; rounds++ {
+		// Fetch the next batch of each shard's index.
+		cmds := make([]*redis.ZSliceCmd, s.shards)
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range s.shards {
+				if !exhausted[i] {
+					cmds[i] = p.ZRevRangeByScoreWithScores(ctx, index(shardKeys(i)), &redis.ZRangeBy{Max: maxScore, Min: minScore, Offset: offsets[i], Count: batch})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return Page{}, fmt.Errorf("list: %w", err)
+		}
+		for i, c := range cmds {
+			if c == nil {
+				continue
+			}
+			zs := c.Val()
+			offsets[i] += int64(len(zs))
+			if int64(len(zs)) < batch {
+				exhausted[i] = true
+			}
+			for _, z := range zs {
+				e := cursor{int64(z.Score), z.Member.(string)}
+				if after == nil || after.before(e) {
+					pending = append(pending, e)
+				}
+			}
+		}
+		slices.SortFunc(pending, func(a, b cursor) int {
+			if a.before(b) {
+				return -1
+			}
+			if b.before(a) {
+				return 1
+			}
+			return 0
+		})
+		// Entries are final only down to the newest one a non-exhausted
+		// shard might still precede.
+		safe := len(pending)
+		for i := range s.shards {
+			if !exhausted[i] && offsets[i] > 0 {
+				// The shard's last fetched entry bounds what is known.
+				for j, e := range pending {
+					if e.ms <= lastScore(cmds[i]) {
+						safe = min(safe, j)
+						break
+					}
+				}
+			}
+		}
+		ids := make([]string, 0, safe)
+		for _, e := range pending[:safe] {
+			ids = append(ids, e.id)
+		}
+		recs, err := s.GetMany(ctx, ids)
+		if err != nil {
+			return Page{}, err
+		}
+		for _, e := range pending[:safe] {
+			rec, ok := recs[e.id]
+			if !ok || !q.matches(rec) {
+				continue
+			}
+			if len(page.Items) == q.Limit {
+				page.NextCursor = last.String()
+				return page, nil
+			}
+			page.Items = append(page.Items, rec)
+			last = e
+		}
+		pending = pending[safe:]
+		if allTrue(exhausted) && len(pending) == 0 {
+			break
+		}
+	}
+	if len(page.Items) == q.Limit && !(allTrue(exhausted) && len(pending) == 0) {
+		page.NextCursor = last.String()
+	}
+	return page, nil
+}
+
+func lastScore(c *redis.ZSliceCmd) int64 {
+	if c == nil || len(c.Val()) == 0 {
+		return 0
+	}
+	zs := c.Val()
+	return int64(zs[len(zs)-1].Score)
+}
+
+func allTrue(b []bool) bool {
+	for _, v := range b {
+		if !v {
+			return false
+		}
+	}
+	return true
+}
+
+func (q Query) matches(r Record) bool {
+	return (q.Issuer == "" || r.Issuer == q.Issuer) &&
+		(q.Provider == "" || r.Provider == q.Provider) &&
+		(q.State == "" || r.State == q.State) &&
+		(q.Kind == "" || r.Kind == q.Kind) &&
+		(q.Overdue == nil || r.Overdue == *q.Overdue)
+}
