@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -57,6 +58,18 @@ type Issuer struct {
 	Name        string  `json:"name" yaml:"name"`
 	MemberState string  `json:"member_state" yaml:"member_state"`
 	Contact     Contact `json:"contact" yaml:"contact"`
+	// TokenSHA256 lists the hex SHA-256 digests of the issuer's API tokens.
+	TokenSHA256 []string `json:"token_sha256,omitempty" yaml:"token_sha256,omitempty"`
+	// NATSNKey is the public NKey ("U…") the issuer connects to NATS with,
+	// for the rendered server configuration.
+	NATSNKey string `json:"nats_nkey,omitempty" yaml:"nats_nkey,omitempty"`
+}
+
+// Operator may read everything and repair (replay) through the API.
+type Operator struct {
+	ID          string   `json:"id" yaml:"id"`
+	Name        string   `json:"name" yaml:"name"`
+	TokenSHA256 []string `json:"token_sha256" yaml:"token_sha256"`
 }
 
 // Provider is a hosting service provider that receives notices.
@@ -74,6 +87,9 @@ type Provider struct {
 	// which this provider authenticates to the HTTP API. Tokens themselves
 	// are never stored.
 	TokenSHA256 []string `json:"token_sha256,omitempty" yaml:"token_sha256,omitempty"`
+	// NATSNKey is the public NKey ("U…") the provider connects to NATS
+	// with, for the rendered server configuration.
+	NATSNKey string `json:"nats_nkey,omitempty" yaml:"nats_nkey,omitempty"`
 }
 
 // Webhook is a provider's HTTP endpoint and how to deliver to it.
@@ -175,6 +191,7 @@ type Directory struct {
 	Policies  map[Kind]Policy `json:"policies,omitempty" yaml:"policies,omitempty"`
 	Issuers   []Issuer        `json:"issuers" yaml:"issuers"`
 	Providers []Provider      `json:"providers" yaml:"providers"`
+	Operators []Operator      `json:"operators,omitempty" yaml:"operators,omitempty"`
 
 	issuers   map[string]*Issuer
 	providers map[string]*Provider
@@ -303,6 +320,8 @@ func (d *Directory) init() error {
 		if !ValidMemberState(is.MemberState) {
 			fe.add(field+".member_state", "must be an EU Member State code")
 		}
+		checkDigests(fe, field, is.TokenSHA256)
+		checkNKey(fe, field, is.NATSNKey)
 		d.issuers[is.ID] = is
 	}
 	d.providers = make(map[string]*Provider, len(d.Providers))
@@ -336,11 +355,8 @@ func (d *Directory) init() error {
 		default:
 			fe.add(field+".channel", "must be nats or webhook")
 		}
-		for j, h := range p.TokenSHA256 {
-			if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
-				fe.add(fmt.Sprintf("%s.token_sha256[%d]", field, j), "must be a hex SHA-256 digest (64 hex digits)")
-			}
-		}
+		checkDigests(fe, field, p.TokenSHA256)
+		checkNKey(fe, field, p.NATSNKey)
 		for k, w := range p.Windows {
 			if !k.Valid() {
 				fe.add(field+".windows."+string(k), "is not a kind")
@@ -350,6 +366,19 @@ func (d *Directory) init() error {
 		}
 		d.providers[p.ID] = p
 	}
+	seenOp := map[string]bool{}
+	for i, o := range d.Operators {
+		field := fmt.Sprintf("operators[%d]", i)
+		if !ValidSlug(o.ID) || seenOp[o.ID] {
+			fe.add(field+".id", "must be a unique lower-case id")
+		}
+		seenOp[o.ID] = true
+		checkText(fe, field+".name", o.Name, maxNameLen, true)
+		if len(o.TokenSHA256) == 0 {
+			fe.add(field+".token_sha256", "an operator needs at least one token digest")
+		}
+		checkDigests(fe, field, o.TokenSHA256)
+	}
 	if len(d.Issuers) == 0 {
 		fe.add("issuers", "needs at least one issuer")
 	}
@@ -357,4 +386,20 @@ func (d *Directory) init() error {
 		fe.add("providers", "needs at least one provider")
 	}
 	return fe.err()
+}
+
+func checkDigests(fe *fieldErrors, field string, digests []string) {
+	for j, h := range digests {
+		if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+			fe.add(fmt.Sprintf("%s.token_sha256[%d]", field, j), "must be a hex SHA-256 digest (64 hex digits)")
+		}
+	}
+}
+
+var nkeyRE = regexp.MustCompile(`^U[A-Z2-7]{55}$`)
+
+func checkNKey(fe *fieldErrors, field, key string) {
+	if key != "" && !nkeyRE.MatchString(key) {
+		fe.add(field+".nats_nkey", "must be a public user NKey (U followed by 55 base32 characters)")
+	}
 }

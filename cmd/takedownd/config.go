@@ -31,6 +31,8 @@ type config struct {
 	MaxDeliver      int
 	SchedulerEvery  time.Duration
 	ShutdownTimeout time.Duration
+	APIRate         float64
+	APIBurst        int
 	LogLevel        string
 	LogFormat       string
 }
@@ -62,6 +64,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.IntVar(&c.MaxDeliver, "max-deliver", 50, "deliveries of one intake or feedback message before it is parked")
 	fs.DurationVar(&c.SchedulerEvery, "scheduler-interval", time.Second, "time between scheduler passes")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight work")
+	fs.Float64Var(&c.APIRate, "api-rate", 20, "API requests per second allowed to each principal")
+	fs.IntVar(&c.APIBurst, "api-burst", 40, "API request burst allowed to each principal")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.Usage = func() {
@@ -138,6 +142,9 @@ func (c *config) validate() error {
 	}
 	if c.MaxDeliver < 2 {
 		bad("-max-deliver: %d (want at least 2)", c.MaxDeliver)
+	}
+	if c.APIRate <= 0 || c.APIBurst < 1 {
+		bad("-api-rate and -api-burst must be positive")
 	}
 	if c.SchedulerEvery <= 0 || c.ShutdownTimeout <= 0 {
 		bad("-scheduler-interval and -shutdown-timeout must be positive")

@@ -165,9 +165,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	feedback := &worker.Feedback{Bus: b, Store: store, Dir: dir, Clock: clock, Metrics: m, Logger: log,
 		Workers: cfg.FeedbackWorkers, Ready: health.Ready, Consumer: bus.ConsumerConfig{MaxDeliver: cfg.MaxDeliver}}
+	intake := &worker.Intake{Bus: b, Store: store, Deliveries: deliveries, Dir: dir, Clock: clock, Metrics: m, Logger: log,
+		Workers: cfg.IntakeWorkers, Ready: health.Ready, Consumer: bus.ConsumerConfig{MaxDeliver: cfg.MaxDeliver}}
 	var apiHandler http.Handler
 	if cfg.has("api") {
-		apiHandler = api.New(api.Config{Dir: dir, Feedback: feedback, Logger: log}).Handler()
+		apiHandler = api.New(api.Config{Dir: dir, Store: store, Intake: b, Actions: intake, Feedback: feedback, Parked: b, Events: b,
+			Clock: clock, Logger: log, Prefix: cfg.Prefix, Rate: cfg.APIRate, Burst: cfg.APIBurst}).Handler()
 	}
 	srv := &http.Server{Handler: httpHandler(reg, health, apiHandler), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
 	httpDone := make(chan error, 1)
@@ -196,8 +199,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	start(&workers, workCtx, "health", health.Run)
 	if cfg.has("intake") {
-		start(&workers, workCtx, "intake", (&worker.Intake{Bus: b, Store: store, Deliveries: deliveries, Dir: dir, Clock: clock, Metrics: m, Logger: log,
-			Workers: cfg.IntakeWorkers, Ready: health.Ready, Consumer: bus.ConsumerConfig{MaxDeliver: cfg.MaxDeliver}}).Run)
+		start(&workers, workCtx, "intake", intake.Run)
 	}
 	if cfg.has("feedback") {
 		start(&workers, workCtx, "feedback", feedback.Run)

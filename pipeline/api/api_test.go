@@ -1,40 +1,77 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/metrics"
+	"github.com/takedown-eu/takedown/notifier"
 	"github.com/takedown-eu/takedown/pipeline"
 	"github.com/takedown-eu/takedown/pipeline/api"
+	"github.com/takedown-eu/takedown/pipeline/bus"
 	"github.com/takedown-eu/takedown/pipeline/worker"
 	"github.com/takedown-eu/takedown/tracker"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-var t0 = time.Now().UTC().Truncate(time.Second)
+var tokens = map[string]string{
+	"issuer:de-bka": "tok-bka", "issuer:fr-pharos": "tok-pharos",
+	"provider:videohost": "tok-vh", "provider:filedrop": "tok-fd", "operator:ops": "tok-ops",
+}
 
-func setup(t testing.TB) (*httptest.Server, *tracker.Store, *metrics.Metrics) {
-	t.Helper()
-	dir, err := pipeline.ParseDirectory([]byte(`
-issuers: [{id: de-bka, name: BKA, member_state: DE}]
+func directoryYAML() string {
+	d := func(k string) string { return api.TokenDigest(tokens[k]) }
+	return fmt.Sprintf(`
+issuers:
+  - {id: de-bka, name: BKA, member_state: DE, token_sha256: [%s]}
+  - {id: fr-pharos, name: PHAROS, member_state: FR, token_sha256: [%s]}
 providers:
-  - {id: videohost, name: VideoHost, token_sha256: [`+api.TokenDigest("vh-token")+`]}
-  - {id: filedrop, name: FileDrop, token_sha256: [`+api.TokenDigest("fd-token")+`]}
-`), "yaml")
+  - {id: videohost, name: VideoHost, token_sha256: [%s]}
+  - {id: filedrop, name: FileDrop, token_sha256: [%s]}
+operators:
+  - {id: ops, name: Operations, token_sha256: [%s]}
+`, d("issuer:de-bka"), d("issuer:fr-pharos"), d("provider:videohost"), d("provider:filedrop"), d("operator:ops"))
+}
+
+// env is the API over a real pipeline: embedded NATS, redis-server, the
+// intake worker and the relay running.
+type env struct {
+	t      *testing.T
+	srv    *httptest.Server
+	api    *api.Server
+	store  *tracker.Store
+	bus    *bus.Bus
+	schema *jsonschema.Schema
+	doc    map[string]any
+	comp   *jsonschema.Compiler
+	mu     sync.Mutex
+	cache  map[string]*jsonschema.Schema
+}
+
+func newEnv(t *testing.T, rateLimit float64, burst int) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	_, _, js := testenv.NATS(t)
+	b, err := bus.New(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := pipeline.ParseDirectory([]byte(directoryYAML()), "yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,145 +80,176 @@ providers:
 		t.Fatal(err)
 	}
 	m := metrics.New(prometheus.NewRegistry())
-	fw := &worker.Feedback{Store: st, Dir: dir, Clock: pipeline.SystemClock{}, Metrics: m, Logger: slog.New(slog.DiscardHandler)}
-	srv := httptest.NewServer(api.New(api.Config{Dir: dir, Feedback: fw}).Handler())
+	log := slog.New(slog.DiscardHandler)
+	clock := pipeline.SystemClock{}
+	notif := notifier.New(dir, map[pipeline.Channel]notifier.Channel{pipeline.ChannelNATS: notifier.NewNATS(b, clock)})
+	deliv := &worker.Deliveries{Dispatch: notif, Store: st, Dir: dir, Clock: clock, Metrics: m, Logger: log}
+	in := &worker.Intake{Bus: b, Store: st, Deliveries: deliv, Dir: dir, Clock: clock, Metrics: m, Logger: log}
+	fb := &worker.Feedback{Bus: b, Store: st, Dir: dir, Clock: clock, Metrics: m, Logger: log}
+	relay := &worker.Relay{Store: st, Bus: b, Metrics: m, Logger: log, Interval: 10 * time.Millisecond}
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context) error{in.Run, relay.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = run(ctx) }()
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	a := api.New(api.Config{Dir: dir, Store: st, Intake: b, Actions: in, Feedback: fb, Parked: b, Events: b, Rate: rateLimit, Burst: burst})
+	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
-	return srv, st, m
-}
-
-func delivered(t *testing.T, st *tracker.Store, ref, provider string) string {
-	t.Helper()
-	ctx := context.Background()
-	n := testenv.Notice("de-bka", ref, provider, pipeline.KindRemovalOrder)
-	if _, err := st.Create(ctx, &n, testenv.JSON(n), t0, t0); err != nil {
+	e := &env{t: t, srv: srv, api: a, store: st, bus: b, cache: map[string]*jsonschema.Schema{}}
+	if err := json.Unmarshal(api.OpenAPI, &e.doc); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Delivered(ctx, n.ID(), t0, time.Hour, t0.Add(time.Minute), nil); err != nil {
-		t.Fatal(err)
-	}
-	return n.ID()
-}
-
-type call struct {
-	token, path, body string
-	header            map[string]string
-}
-
-func do(t *testing.T, srv *httptest.Server, c call) (int, map[string]any) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+c.path, strings.NewReader(c.body))
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	for k, v := range c.header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	docAny, err := jsonschema.UnmarshalJSON(bytes.NewReader(api.OpenAPI))
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.comp = jsonschema.NewCompiler()
+	if err := e.comp.AddResource("openapi.json", docAny); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// response is an answer, already checked against the OpenAPI document.
+type response struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    []byte
+}
+
+// do sends a request for the route pattern as principal ("" for nobody)
+// and validates the answer against the OpenAPI document.
+func (e *env) do(principal, method, pattern, path string, body any, header ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		rd = bytes.NewReader(testenv.JSON(b))
+	}
+	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
+	if principal != "" {
+		req.Header.Set("Authorization", "Bearer "+tokens[principal])
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatalf("%s %s: body %q is not JSON", c.path, resp.Status, b)
-	}
-	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
-		t.Errorf("%s: error with content type %q", c.path, resp.Header.Get("Content-Type"))
-	}
-	return resp.StatusCode, out
+	raw, _ := io.ReadAll(resp.Body)
+	r := response{status: resp.StatusCode, header: resp.Header, raw: raw}
+	_ = json.Unmarshal(raw, &r.body)
+	e.validate(method, pattern, resp, raw)
+	return r
 }
 
-func fb(id, provider, typ string) string {
-	extra := ""
-	if typ == "removed" {
-		extra = `,"action_at":"` + t0.Add(time.Minute).Format(time.RFC3339) + `"`
+func (e *env) validate(method, pattern string, resp *http.Response, raw []byte) {
+	e.t.Helper()
+	paths := e.doc["paths"].(map[string]any)
+	op, ok := paths[pattern].(map[string]any)[strings.ToLower(method)].(map[string]any)
+	if !ok {
+		e.t.Fatalf("%s %s is not in the OpenAPI document", method, pattern)
 	}
-	return `{"schema":"takedown.feedback/v1","notice_id":"` + id + `","provider":"` + provider + `","type":"` + typ + `"` + extra + `}`
-}
-
-func TestFeedbackOverHTTP(t *testing.T) {
-	srv, st, m := setup(t)
-	id := delivered(t, st, "API-1", "videohost")
-	other := delivered(t, st, "API-2", "filedrop")
-	path := "/v1/notices/" + id + "/feedback"
-	unknown := pipeline.NoticeID("de-bka", "never")
-
-	tests := []struct {
-		name       string
-		call       call
-		wantStatus int
-		wantFields []string
-	}{
-		{"no token", call{path: path, body: fb(id, "videohost", "acknowledged")}, 401, nil},
-		{"wrong token", call{token: "guess", path: path, body: fb(id, "videohost", "acknowledged")}, 401, nil},
-		{"another provider's notice", call{token: "fd-token", path: path, body: fb(id, "filedrop", "acknowledged")}, 404, nil},
-		{"claims to be another provider", call{token: "fd-token", path: path, body: fb(id, "videohost", "acknowledged")}, 403, []string{"provider"}},
-		{"unknown notice", call{token: "vh-token", path: "/v1/notices/" + unknown + "/feedback", body: fb(unknown, "videohost", "acknowledged")}, 404, nil},
-		{"path and body disagree", call{token: "vh-token", path: "/v1/notices/" + other + "/feedback", body: fb(id, "videohost", "acknowledged")}, 400, []string{"notice_id"}},
-		{"invalid", call{token: "vh-token", path: path, body: `{"schema":"takedown.feedback/v1","notice_id":"` + id + `","provider":"videohost","type":"removed"}`}, 400, []string{"action_at"}},
-		{"unknown field", call{token: "vh-token", path: path, body: `{"schema":"takedown.feedback/v1","extra":true}`}, 400, []string{"extra"}},
-		{"too large", call{token: "vh-token", path: path, body: `{"x":"` + strings.Repeat("a", pipeline.MaxFeedbackBytes) + `"}`}, 413, nil},
-		{"acknowledged", call{token: "vh-token", path: path, body: fb(id, "videohost", "acknowledged"), header: map[string]string{"Idempotency-Key": "k1"}}, 200, nil},
-		{"same request again", call{token: "vh-token", path: path, body: fb(id, "videohost", "acknowledged"), header: map[string]string{"Idempotency-Key": "k1"}}, 200, nil},
-		{"removed", call{token: "vh-token", path: path, body: fb(id, "videohost", "removed")}, 200, nil},
-		{"illegal after removal", call{token: "vh-token", path: path, body: fb(id, "videohost", "resumed")}, 409, nil},
+	status := fmt.Sprint(resp.StatusCode)
+	r, ok := op["responses"].(map[string]any)[status].(map[string]any)
+	if !ok {
+		e.t.Errorf("%s %s answered %d, which the OpenAPI document does not list: %s", method, pattern, resp.StatusCode, raw)
+		return
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, body := do(t, srv, tt.call)
-			if status != tt.wantStatus {
-				t.Fatalf("status %d, want %d: %v", status, tt.wantStatus, body)
-			}
-			var fields []string
-			if errs, ok := body["errors"].([]any); ok {
-				for _, e := range errs {
-					fields = append(fields, e.(map[string]any)["field"].(string))
-				}
-			}
-			if diff := cmp.Diff(tt.wantFields, fields); diff != "" {
-				t.Errorf("fields (-want +got):\n%s", diff)
-			}
-		})
+	content, _ := r["content"].(map[string]any)
+	ct := strings.Split(resp.Header.Get("Content-Type"), ";")[0]
+	if _, ok := content[ct]; !ok {
+		e.t.Errorf("%s %s %d: content type %q not documented", method, pattern, resp.StatusCode, ct)
+		return
 	}
-	rec, _ := st.Get(context.Background(), id)
-	if rec.State != pipeline.StateRemoved {
-		t.Fatalf("state %s, want removed", rec.State)
+	if ct == "text/event-stream" {
+		return
 	}
-	if rec, _ := st.Get(context.Background(), other); rec.State != pipeline.StateDelivered {
-		t.Fatalf("other provider's notice changed to %s", rec.State)
-	}
-	if got := testutil.ToFloat64(m.Removals.WithLabelValues("removal_order", "videohost", "in_time")); got != 1 {
-		t.Errorf("removals counted %v", got)
-	}
-	if got := testutil.ToFloat64(m.Rejected.WithLabelValues("http", "forbidden")); got != 1 {
-		t.Errorf("forbidden rejections counted %v", got)
-	}
-}
-
-func TestUnknownRouteIsProblem(t *testing.T) {
-	srv, _, _ := setup(t)
-	status, body := do(t, srv, call{path: "/v1/nothing"})
-	if status != 404 || body["type"] != "urn:takedown:problem:not-found" {
-		t.Fatalf("%d %v", status, body)
-	}
-}
-
-func FuzzFeedbackBody(f *testing.F) {
-	f.Add(fb(pipeline.NoticeID("de-bka", "x"), "videohost", "acknowledged"))
-	f.Add(`{"schema":"takedown.feedback/v1"}`)
-	srv, _, _ := setup(f)
-	f.Fuzz(func(t *testing.T, body string) {
-		id := pipeline.NoticeID("de-bka", "fuzz")
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/notices/"+id+"/feedback", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer vh-token")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+	ptr := "openapi.json#/paths/" + strings.ReplaceAll(strings.ReplaceAll(pattern, "~", "~0"), "/", "~1") + "/" + strings.ToLower(method) +
+		"/responses/" + status + "/content/" + strings.ReplaceAll(ct, "/", "~1") + "/schema"
+	e.mu.Lock()
+	sch, ok := e.cache[ptr]
+	if !ok {
+		var err error
+		if sch, err = e.comp.Compile(ptr); err != nil {
+			e.mu.Unlock()
+			e.t.Fatalf("compile %s: %v", ptr, err)
 		}
-		resp.Body.Close()
-		if resp.StatusCode >= 500 && resp.StatusCode != 503 {
-			t.Fatalf("status %d for %q", resp.StatusCode, body)
-		}
+		e.cache[ptr] = sch
+	}
+	e.mu.Unlock()
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		e.t.Errorf("%s %s: body is not JSON: %s", method, pattern, raw)
+		return
+	}
+	if err := sch.Validate(inst); err != nil {
+		e.t.Errorf("%s %s %d: response does not match the OpenAPI document: %v\n%s", method, pattern, resp.StatusCode, err, raw)
+	}
+}
+
+func notice(issuer, ref, provider string) pipeline.Notice {
+	return testenv.Notice(issuer, ref, provider, pipeline.KindRemovalOrder)
+}
+
+// submitted submits through the API and waits until delivered.
+func (e *env) submitted(issuer, ref, provider string) string {
+	e.t.Helper()
+	n := notice(issuer, ref, provider)
+	r := e.do("issuer:"+issuer, "POST", "/v1/notices", "/v1/notices", n)
+	if r.status != http.StatusAccepted {
+		e.t.Fatalf("submit: %d %s", r.status, r.raw)
+	}
+	e.waitState(n.ID(), pipeline.StateDelivered)
+	return n.ID()
+}
+
+func (e *env) waitState(id string, st pipeline.State) {
+	e.t.Helper()
+	testenv.WaitFor(e.t, 10*time.Second, "state "+string(st), func() bool {
+		rec, err := e.store.Get(context.Background(), id)
+		return err == nil && rec.State == st
 	})
 }
+
+func fbBody(id, provider, typ string) map[string]any {
+	b := map[string]any{"schema": "takedown.feedback/v1", "notice_id": id, "provider": provider, "type": typ}
+	if typ == "removed" {
+		b["action_at"] = time.Now().UTC().Format(time.RFC3339)
+	}
+	return b
+}
+
+// fuzzServer is the API over a real redis-server, with a publisher that
+// accepts every submission (the fuzzers exercise decoding, not delivery).
+func fuzzServer(tb testing.TB) *httptest.Server {
+	tb.Helper()
+	dir, err := pipeline.ParseDirectory([]byte(directoryYAML()), "yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st, err := tracker.New(testenv.Redis(tb), tracker.Config{Shards: 2})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := metrics.New(prometheus.NewRegistry())
+	log := slog.New(slog.DiscardHandler)
+	fb := &worker.Feedback{Store: st, Dir: dir, Clock: pipeline.SystemClock{}, Metrics: m, Logger: log}
+	in := &worker.Intake{Store: st, Dir: dir, Clock: pipeline.SystemClock{}, Metrics: m, Logger: log}
+	srv := httptest.NewServer(api.New(api.Config{Dir: dir, Store: st, Intake: acceptAll{}, Actions: in, Feedback: fb, Rate: 1e6, Burst: 1e6}).Handler())
+	tb.Cleanup(srv.Close)
+	return srv
+}
+
+type acceptAll struct{}
+
+func (acceptAll) PublishIntake(context.Context, string, string, []byte) error { return nil }

@@ -111,42 +111,45 @@ func (w *Intake) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
 }
 
 func (w *Intake) action(ctx context.Context, msg jetstream.Msg, a pipeline.Action, subjectIssuer string) bus.Outcome {
-	if a.Issuer != subjectIssuer {
-		return w.reject("issuer_mismatch", fmt.Errorf("action names issuer %q but was published on %s", a.Issuer, msg.Subject()))
+	err := w.ApplyAction(ctx, "intake", a, subjectIssuer, msgKey("i", msg))
+	var rej *Rejection
+	switch {
+	case err == nil, errors.Is(err, pipeline.ErrDuplicate):
+		return bus.Done()
+	case errors.As(err, &rej):
+		return bus.Park(rej.Reason, rej.Error())
+	default:
+		return bus.Retry(0, err)
+	}
+}
+
+// ApplyAction applies an issuer's withdrawal or clarification sent by
+// principal (the issuer the transport authenticated). The error contract
+// is that of Feedback.Apply.
+func (w *Intake) ApplyAction(ctx context.Context, source string, a pipeline.Action, principal, msgKey string) error {
+	reject := func(reason string, err error) error {
+		w.Metrics.Rejected.WithLabelValues(source, reason).Inc()
+		return &Rejection{Reason: reason, Err: err}
+	}
+	if a.Issuer != principal {
+		return reject("issuer_mismatch", fmt.Errorf("action names issuer %q but comes from %q: %w", a.Issuer, principal, pipeline.ErrForbidden))
 	}
 	if _, ok := w.Dir.Issuer(a.Issuer); !ok {
-		return w.reject("unknown_issuer", fmt.Errorf("issuer %q is not in the directory", a.Issuer))
+		return reject("unknown_issuer", fmt.Errorf("issuer %q is not in the directory: %w", a.Issuer, pipeline.ErrUnknownPrincipal))
 	}
-	_, err := w.Store.ApplyAction(ctx, a, msgKey("i", msg), w.Clock.Now())
-	if out, done := w.transitionOutcome("intake", err); done {
-		return out
+	_, err := w.Store.ApplyAction(ctx, a, msgKey, w.Clock.Now())
+	if err != nil {
+		if reason, refused := rejectionReason(err); refused {
+			return reject(reason, err)
+		}
+		return err
 	}
 	ev := pipeline.EventWithdrawn
 	if a.Type == pipeline.ActionClarify {
 		ev = pipeline.EventClarified
 	}
 	w.Metrics.Transitions.WithLabelValues(string(ev)).Inc()
-	return bus.Done()
-}
-
-// transitionOutcome maps a tracker error to a message outcome; done is
-// false when the transition succeeded and the caller carries on.
-func (w *Intake) transitionOutcome(source string, err error) (bus.Outcome, bool) {
-	return transitionOutcome(w.Metrics, source, err)
-}
-
-func transitionOutcome(m *metrics.Metrics, source string, err error) (bus.Outcome, bool) {
-	switch {
-	case err == nil:
-		return bus.Outcome{}, false
-	case errors.Is(err, pipeline.ErrDuplicate):
-		return bus.Done(), true
-	}
-	if reason, refused := rejectionReason(err); refused {
-		m.Rejected.WithLabelValues(source, reason).Inc()
-		return bus.Park(reason, err.Error()), true
-	}
-	return bus.Retry(0, err), true
+	return nil
 }
 
 // rejectionReason maps a tracker error to the reason it is refused for
