@@ -61,6 +61,9 @@ func main() {
 type started func(httpAddr, natsURL string)
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, onStart started) error {
+	if len(args) > 0 && args[0] == "nats-config" {
+		return natsConfig(args[1:], getenv, os.Stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -352,4 +355,37 @@ type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
+}
+
+// natsConfig prints the NATS authorization block for the directory.
+func natsConfig(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("takedownd nats-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	directory := fs.String("directory", getenv("TAKEDOWN_DIRECTORY"), "issuers and providers file")
+	prefix := fs.String("subject-prefix", "takedown", "NATS subject prefix")
+	pipelineKey := fs.String("pipeline-nkey", getenv("TAKEDOWN_PIPELINE_NKEY"), "public NKey takedownd itself connects with")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: takedownd nats-config -directory FILE -pipeline-nkey U...\n\nPrints a NATS server authorization block: one NKey user per issuer and\nprovider with a nats_nkey, allowed only its own subjects.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *directory == "" || *pipelineKey == "" {
+		fs.Usage()
+		return fmt.Errorf("%w: -directory and -pipeline-nkey are required", errUsage)
+	}
+	dir, err := pipeline.LoadDirectory(*directory)
+	if err != nil {
+		return err
+	}
+	out, err := bus.RenderAuthorization(dir, bus.AuthConfig{Prefix: *prefix, PipelineNKey: *pipelineKey})
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(stdout, out)
+	return err
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -268,4 +269,36 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// The files in deploy/ are product parts: the example directory loads, and
+// the NATS configuration parses and carries exactly what nats-config renders
+// from that directory today.
+func TestDeployFilesAreCurrent(t *testing.T) {
+	dir, err := pipeline.LoadDirectory("../../deploy/directory.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dir.Operators) == 0 {
+		t.Error("example directory has no operator")
+	}
+	if _, err := server.ProcessConfigFile("../../deploy/nats/nats-server.conf"); err != nil {
+		t.Fatalf("deploy/nats/nats-server.conf: %v", err)
+	}
+	committed, err := os.ReadFile("../../deploy/nats/nats-server.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = natsConfig([]string{"-directory", "../../deploy/directory.example.yaml", "-pipeline-nkey", "UC5OAMNUSICPFZTYIAIBHVOBVC63FEF3OMY47IT5CP66XKCNFR5X6EMJ"},
+		func(string) string { return "" }, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(committed, out.Bytes()) {
+		t.Error("deploy/nats/nats-server.conf is out of date: regenerate it with takedownd nats-config (see its header)")
+	}
+	if err := natsConfig(nil, func(string) string { return "" }, &out, io.Discard); !errors.Is(err, errUsage) {
+		t.Errorf("nats-config without flags: %v", err)
+	}
 }
