@@ -12,16 +12,16 @@ type keys struct{ prefix string }
 
 func shardKeys(shard int) keys { return keys{prefix: "td:{" + strconv.Itoa(shard) + "}:"} }
 
-func (k keys) notice(id string) string   { return k.prefix + "n:" + id }
-func (k keys) due() string               { return k.prefix + "due" }
-func (k keys) deadline() string          { return k.prefix + "deadline" }
-func (k keys) outbox() string            { return k.prefix + "outbox" }
-func (k keys) counts() string            { return k.prefix + "counts" }
-func (k keys) overdue() string           { return k.prefix + "overdue" }
-func (k keys) claims() string            { return k.prefix + "claims" }
-func (k keys) relay() string             { return k.prefix + "relay" }
-func (k keys) attempts(id string) string { return k.prefix + "a:" + id }
-func (k keys) timeline(id string) string { return k.prefix + "t:" + id }
+func (k keys) notice(id string) string           { return k.prefix + "n:" + id }
+func (k keys) due() string                       { return k.prefix + "due" }
+func (k keys) deadline() string                  { return k.prefix + "deadline" }
+func (k keys) outbox() string                    { return k.prefix + "outbox" }
+func (k keys) counts() string                    { return k.prefix + "counts" }
+func (k keys) overdue() string                   { return k.prefix + "overdue" }
+func (k keys) claims() string                    { return k.prefix + "claims" }
+func (k keys) relay() string                     { return k.prefix + "relay" }
+func (k keys) attempts(id string) string         { return k.prefix + "a:" + id }
+func (k keys) timeline(id string) string         { return k.prefix + "t:" + id }
 func (k keys) byIssuer(issuer string) string     { return k.prefix + "by:issuer:" + issuer }
 func (k keys) byProvider(provider string) string { return k.prefix + "by:provider:" + provider }
 func (k keys) byAll() string                     { return k.prefix + "by:all" }
