@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/takedown-eu/takedown/internal/apitest"
 	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/metrics"
-	"github.com/takedown-eu/takedown/notifier"
 	"github.com/takedown-eu/takedown/pipeline"
 	"github.com/takedown-eu/takedown/pipeline/api"
 	"github.com/takedown-eu/takedown/pipeline/bus"
@@ -29,74 +29,29 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-var tokens = map[string]string{
-	"issuer:de-bka": "tok-bka", "issuer:fr-pharos": "tok-pharos",
-	"provider:videohost": "tok-vh", "provider:filedrop": "tok-fd", "operator:ops": "tok-ops",
-}
+var tokens = apitest.Tokens
 
-func directoryYAML() string {
-	d := func(k string) string { return api.TokenDigest(tokens[k]) }
-	return fmt.Sprintf(`
-issuers:
-  - {id: de-bka, name: BKA, member_state: DE, token_sha256: [%s]}
-  - {id: fr-pharos, name: PHAROS, member_state: FR, token_sha256: [%s]}
-providers:
-  - {id: videohost, name: VideoHost, token_sha256: [%s]}
-  - {id: filedrop, name: FileDrop, token_sha256: [%s]}
-operators:
-  - {id: ops, name: Operations, token_sha256: [%s]}
-`, d("issuer:de-bka"), d("issuer:fr-pharos"), d("provider:videohost"), d("provider:filedrop"), d("operator:ops"))
-}
+func directoryYAML() string { return apitest.DirectoryYAML() }
 
-// env is the API over a real pipeline: embedded NATS, redis-server, the
-// intake worker and the relay running.
+// env is the API over a real pipeline (see apitest), with the OpenAPI
+// document compiled to validate every response.
 type env struct {
-	t      *testing.T
-	srv    *httptest.Server
-	api    *api.Server
-	store  *tracker.Store
-	bus    *bus.Bus
-	schema *jsonschema.Schema
-	doc    map[string]any
-	comp   *jsonschema.Compiler
-	mu     sync.Mutex
-	cache  map[string]*jsonschema.Schema
+	t     *testing.T
+	srv   struct{ URL string }
+	api   *api.Server
+	store *tracker.Store
+	bus   *bus.Bus
+	doc   map[string]any
+	comp  *jsonschema.Compiler
+	mu    sync.Mutex
+	cache map[string]*jsonschema.Schema
 }
 
 func newEnv(t *testing.T, rateLimit float64, burst int) *env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	_, _, js := testenv.NATS(t)
-	b, err := bus.New(ctx, js, bus.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := pipeline.ParseDirectory([]byte(directoryYAML()), "yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := tracker.New(testenv.Redis(t), tracker.Config{Shards: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := metrics.New(prometheus.NewRegistry())
-	log := slog.New(slog.DiscardHandler)
-	clock := pipeline.SystemClock{}
-	notif := notifier.New(dir, map[pipeline.Channel]notifier.Channel{pipeline.ChannelNATS: notifier.NewNATS(b, clock)})
-	deliv := &worker.Deliveries{Dispatch: notif, Store: st, Dir: dir, Clock: clock, Metrics: m, Logger: log}
-	in := &worker.Intake{Bus: b, Store: st, Deliveries: deliv, Dir: dir, Clock: clock, Metrics: m, Logger: log}
-	fb := &worker.Feedback{Bus: b, Store: st, Dir: dir, Clock: clock, Metrics: m, Logger: log}
-	relay := &worker.Relay{Store: st, Bus: b, Metrics: m, Logger: log, Interval: 10 * time.Millisecond}
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{in.Run, relay.Run} {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = run(ctx) }()
-	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	a := api.New(api.Config{Dir: dir, Store: st, Intake: b, Actions: in, Feedback: fb, Parked: b, Events: b, Rate: rateLimit, Burst: burst})
-	srv := httptest.NewServer(a.Handler())
-	t.Cleanup(srv.Close)
-	e := &env{t: t, srv: srv, api: a, store: st, bus: b, cache: map[string]*jsonschema.Schema{}}
+	p := apitest.Start(t, apitest.Options{Rate: rateLimit, Burst: burst})
+	e := &env{t: t, api: p.API, store: p.Store, bus: p.Bus, cache: map[string]*jsonschema.Schema{}}
+	e.srv.URL = p.URL
 	if err := json.Unmarshal(api.OpenAPI, &e.doc); err != nil {
 		t.Fatal(err)
 	}
