@@ -12,6 +12,9 @@
 package metrics
 
 import (
+	"runtime"
+	"runtime/debug"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,7 +33,8 @@ type Metrics struct {
 	// Deliveries counts delivery attempts by channel, provider and outcome
 	// (delivered, retry, failed, gone, circuit_open, queue_full).
 	Deliveries *prometheus.CounterVec
-	// Feedback counts applied provider feedback by provider and type.
+	// Feedback counts applied provider feedback by provider, type and
+	// Annex III ground ("" unless blocked).
 	Feedback *prometheus.CounterVec
 	// Rejected counts refused inputs by source (intake, feedback) and
 	// reason (invalid, conflict, unknown_issuer, forbidden, ...).
@@ -74,8 +78,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "takedown_deliveries_total", Help: "Delivery attempts to providers by outcome (delivered, retry, failed, gone, circuit_open, queue_full).",
 		}, []string{"channel", "provider", "outcome"}),
 		Feedback: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "takedown_feedback_total", Help: "Provider feedback applied, by type.",
-		}, []string{"provider", "type"}),
+			Name: "takedown_feedback_total", Help: "Provider feedback applied, by type and Annex III ground (empty unless blocked).",
+		}, []string{"provider", "type", "ground"}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "takedown_rejected_total", Help: "Inputs refused, by source and reason.",
 		}, []string{"source", "reason"}),
@@ -112,8 +116,33 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "takedown_dependency_up", Help: "1 while the dependency (redis, nats) answers.",
 		}, []string{"dependency"}),
 	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "takedown_build_info", Help: "Always 1; labels say which build is running.",
+	}, []string{"version", "revision", "goversion"})
+	version, revision, goversion := BuildInfo()
+	buildInfo.WithLabelValues(version, revision, goversion).Set(1)
+	reg.MustRegister(buildInfo)
 	reg.MustRegister(m.NoticesReceived, m.Duplicates, m.Deliveries, m.Feedback, m.Rejected, m.Parked,
 		m.Transitions, m.FollowUps, m.TimeToRemoval, m.Removals, m.AttemptSeconds, m.WebhookCircuit, m.EndpointsDisabled,
 		m.EventsRelayed, m.DependencyUp)
 	return m
+}
+
+// BuildInfo reads the module version, VCS revision and Go version of the
+// running binary.
+func BuildInfo() (version, revision, goversion string) {
+	version, revision, goversion = "unknown", "unknown", runtime.Version()
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	if bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			revision = s.Value
+		}
+	}
+	return
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -137,8 +138,16 @@ type Counts struct {
 	ByState map[pipeline.State]int64
 	// OverdueByProvider counts open notices past their deadline.
 	OverdueByProvider map[string]int64
+	// Overdue counts them by kind and provider.
+	Overdue map[OverdueKey]int64
 	// Outbox is the number of events not yet relayed.
 	Outbox int64
+}
+
+// OverdueKey groups overdue notices.
+type OverdueKey struct {
+	Kind     pipeline.Kind
+	Provider string
 }
 
 // Counts sums the per-shard counters in one round trip.
@@ -158,15 +167,17 @@ func (s *Store) Counts(ctx context.Context) (Counts, error) {
 	if err != nil {
 		return Counts{}, fmt.Errorf("counts: %w", err)
 	}
-	c := Counts{ByState: map[pipeline.State]int64{}, OverdueByProvider: map[string]int64{}}
+	c := Counts{ByState: map[pipeline.State]int64{}, OverdueByProvider: map[string]int64{}, Overdue: map[OverdueKey]int64{}}
 	for i := range s.shards {
 		for st, v := range states[i].Val() {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			c.ByState[pipeline.State(st)] += n
 		}
-		for p, v := range overdue[i].Val() {
+		for f, v := range overdue[i].Val() {
 			n, _ := strconv.ParseInt(v, 10, 64)
-			c.OverdueByProvider[p] += n
+			kind, provider, _ := strings.Cut(f, ":")
+			c.OverdueByProvider[provider] += n
+			c.Overdue[OverdueKey{pipeline.Kind(kind), provider}] += n
 		}
 		c.Outbox += outbox[i].Val()
 	}

@@ -131,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(metrics.NewClusterCollector(store, 2*time.Second))
+	reg.MustRegister(metrics.NewClusterCollector(store, 2*time.Second).WithParked(b))
 	m := metrics.New(reg)
 	clock := pipeline.SystemClock{}
 	health := &worker.Health{RedisPing: store.Ping, NATS: nc, Metrics: m, Logger: log}

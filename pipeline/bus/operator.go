@@ -143,3 +143,16 @@ func (b *Bus) Follow(ctx context.Context, filter string, start time.Time, fn fun
 		}
 	}
 }
+
+// ParkedCount is the number of messages in the parked stream.
+func (b *Bus) ParkedCount(ctx context.Context) (uint64, error) {
+	s, err := b.js.Stream(ctx, b.StreamName(Parked))
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}

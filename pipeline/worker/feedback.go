@@ -94,7 +94,7 @@ func (w *Feedback) Apply(ctx context.Context, source string, f pipeline.Feedback
 		}
 		return err
 	}
-	w.Metrics.Feedback.WithLabelValues(f.Provider, string(f.Type)).Inc()
+	w.Metrics.Feedback.WithLabelValues(f.Provider, string(f.Type), string(f.Ground)).Inc()
 	w.Metrics.Transitions.WithLabelValues(string(feedbackEvent(f))).Inc()
 	if f.Type == pipeline.FeedbackRemoved || f.Type == pipeline.FeedbackDisabled {
 		w.Metrics.TimeToRemoval.WithLabelValues(string(applied.Kind), f.Provider).Observe(applied.TimeToRemoval.Seconds())

@@ -26,7 +26,7 @@ elseif act == 'reminder' then
 elseif act == 'escalate' then
   if get('overdue') ~= '1' then
     redis.call('HSET', N, 'overdue', '1')
-    redis.call('HINCRBY', OVD, get('provider'), 1)
+    redis.call('HINCRBY', OVD, get('kind') .. ':' .. get('provider'), 1)
   end
   redis.call('HSET', N, 'last_followup', NOW)
   v = emit('escalated', ARGV[8])

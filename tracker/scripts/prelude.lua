@@ -6,7 +6,7 @@
 --   KEYS[3] deadlines     td:{s}:deadline  (zset: running deadlines, ms)
 --   KEYS[4] outbox        td:{s}:outbox    (stream of events to relay)
 --   KEYS[5] counts        td:{s}:counts    (hash: state -> open count)
---   KEYS[6] overdue       td:{s}:overdue   (hash: provider -> overdue count)
+--   KEYS[6] overdue       td:{s}:overdue   (hash: kind:provider -> overdue count)
 --   KEYS[7] claims        td:{s}:claims    (hash: id -> scheduler claim token)
 --   KEYS[8] attempts      td:{s}:a:<id>    (list: the notice's delivery attempts)
 --   KEYS[9] timeline      td:{s}:t:<id>    (list: the notice's events, for reads)
@@ -30,7 +30,7 @@ end
 local function clear_overdue()
   if get('overdue') == '1' then
     redis.call('HSET', N, 'overdue', '0')
-    redis.call('HINCRBY', OVD, get('provider'), -1)
+    redis.call('HINCRBY', OVD, get('kind') .. ':' .. get('provider'), -1)
   end
 end
 
