@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -169,6 +170,17 @@ func TestDaemonEndToEnd(t *testing.T) {
 			strings.Contains(body, `takedown_notices{state="removed"} 1`) &&
 			strings.Contains(body, `takedown_events_relayed_total 3`)
 	})
+	// A live scrape passes promtool's metrics lint (CI installs promtool).
+	if bin, err := exec.LookPath("promtool"); err == nil {
+		_, body := get(t, "http://"+d.httpAddr+"/metrics")
+		cmd := exec.Command(bin, "check", "metrics")
+		cmd.Stdin = strings.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	} else if os.Getenv("CI") != "" {
+		t.Error("promtool not on PATH (apt-get install prometheus)")
+	}
 	d.stop(t)
 	if log := d.stderr.String(); !strings.Contains(log, "shutting down: draining in-flight work") || !strings.Contains(log, "msg=stopped") {
 		t.Errorf("shutdown not logged:\n%s", log)
