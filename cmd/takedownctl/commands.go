@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/report"
 )
 
 // noticeView mirrors the API's NoticeView.
@@ -476,3 +477,46 @@ type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+func cmdReport(ctx context.Context, c *cli, args []string) error {
+	fs := flags(c, "report", "-from TIME -to TIME [-format md|csv|json]", "Counts per issuer and per provider for a period, computed from the events audit log:\norders and referrals received and delivered, removed within the hour, late,\nblocked by ground, declined, withdrawn, median and p90 time to removal.\nOperators see everything; issuers and providers their own notices.")
+	from := fs.String("from", "", "start of the period (RFC 3339, or a date such as 2026-01-01)")
+	to := fs.String("to", "", "end of the period, exclusive (RFC 3339 or a date)")
+	format := fs.String("format", "md", "md, csv or json")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	start, err := parseWhen(*from)
+	if err != nil {
+		return usagef("-from: %v", err)
+	}
+	end, err := parseWhen(*to)
+	if err != nil {
+		return usagef("-to: %v", err)
+	}
+	if *format != "md" && *format != "csv" && *format != "json" {
+		return usagef("-format must be md, csv or json")
+	}
+	q := url.Values{"from": {start.Format(time.RFC3339)}, "to": {end.Format(time.RFC3339)}}
+	var r report.Report
+	if _, err := c.client.do(ctx, "GET", "/v1/report?"+q.Encode(), nil, &r, nil); err != nil {
+		return err
+	}
+	switch *format {
+	case "csv":
+		return r.CSV(c.stdout)
+	case "json":
+		return r.JSON(c.stdout)
+	}
+	return r.Markdown(c.stdout)
+}
+
+func parseWhen(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, errors.New("required")
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.DateOnly, s)
+}

@@ -64,6 +64,7 @@ var commands = map[string]command{
 	"summary":  {"cluster summary: notices by state, overdue by provider (operators)", cmdSummary},
 	"parked":   {"list parked messages with their reasons (operators)", cmdParked},
 	"replay":   {"replay a failed notice, or a parked message with -parked (operators)", cmdReplay},
+	"report":   {"transparency report of a period (TCO Art. 7/8) as Markdown, CSV or JSON", cmdReport},
 }
 
 // usageError marks errors in how the command was called.

@@ -109,6 +109,17 @@ func TestIssuerProviderOperatorFlow(t *testing.T) {
 	if r = ctl(t, p, "operator:ops", "", "parked"); r.code != exitOK || !strings.HasPrefix(r.stdout, "SEQ") {
 		t.Errorf("parked: %d %s", r.code, r.stdout)
 	}
+	period := []string{"-from", time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), "-to", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}
+	testenv.WaitFor(t, 10*time.Second, "report", func() bool {
+		r = ctl(t, p, "operator:ops", "", append([]string{"report"}, period...)...)
+		return r.code == exitOK && strings.Contains(r.stdout, "| total | 1 | 1 | 1 | 0 |")
+	})
+	if r = ctl(t, p, "issuer:de-bka", "", append([]string{"report", "-format", "csv"}, period...)...); r.code != exitOK || !strings.Contains(r.stdout, "issuer,de-bka,1,1,1,0") {
+		t.Errorf("csv report: %d\n%s", r.code, r.stdout)
+	}
+	if r = ctl(t, p, "operator:ops", "", "report", "-from", "soon"); r.code != exitUsage {
+		t.Errorf("report with a bad time: %d", r.code)
+	}
 }
 
 func TestSubmitFileAndBatch(t *testing.T) {

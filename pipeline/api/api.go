@@ -73,9 +73,10 @@ type ParkedStore interface {
 	ReplayParked(ctx context.Context, seq uint64) (bus.ParkedMessage, error)
 }
 
-// EventFollower streams events; *bus.Bus implements it.
+// EventFollower streams and reads events; *bus.Bus implements it.
 type EventFollower interface {
 	Follow(ctx context.Context, filter string, start time.Time, fn func(pipeline.Event) bool) error
+	EventsBetween(ctx context.Context, filter string, from, to time.Time) ([]pipeline.Event, error)
 }
 
 var (
@@ -205,6 +206,7 @@ func (s *Server) table() []routeEntry {
 		{Route{"GET", "/v1/parked", []string{KindOperator}}, s.listParked},
 		{Route{"POST", "/v1/parked/{seq}/replay", []string{KindOperator}}, s.replayParked},
 		{Route{"GET", "/v1/summary", []string{KindOperator}}, s.summary},
+		{Route{"GET", "/v1/report", all}, s.report},
 	}
 }
 

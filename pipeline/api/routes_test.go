@@ -84,6 +84,8 @@ func TestEveryRouteAsEveryPrincipal(t *testing.T) {
 		{"GET", "/v1/parked", "/v1/parked", nil, with(denied("operator"), map[string]int{"operator:ops": 200})},
 		{"POST", "/v1/parked/{seq}/replay", "/v1/parked/999/replay", nil, with(denied("operator"), map[string]int{"operator:ops": 404})},
 		{"GET", "/v1/summary", "/v1/summary", nil, with(denied("operator"), map[string]int{"operator:ops": 200})},
+		{"GET", "/v1/report", "/v1/report?from=2026-06-01T00:00:00Z&to=2027-06-01T00:00:00Z", nil, with(denied("issuer", "provider", "operator"),
+			map[string]int{"issuer:de-bka": 200, "provider:filedrop": 200, "operator:ops": 200})},
 		{"GET", "/v1/events", "/v1/events?notice=" + pipeline.NoticeID("de-bka", "none"), nil, with(denied("issuer", "provider", "operator"),
 			map[string]int{"issuer:de-bka": 404, "issuer:fr-pharos": 404, "provider:videohost": 404, "provider:filedrop": 404, "operator:ops": 404})},
 		{"POST", "/v1/notices/{id}/withdraw", "/v1/notices/" + id + "/withdraw", nil,
@@ -382,5 +384,31 @@ func TestResponseValidationCatchesMismatches(t *testing.T) {
 		if sch.Validate(inst) == nil {
 			t.Errorf("%s validated", bad)
 		}
+	}
+}
+
+func TestReportFromTheEventsLog(t *testing.T) {
+	e := newEnv(t, 0, 0)
+	from := time.Now().Add(-time.Minute).UTC()
+	a := e.submitted("de-bka", "REP-1", "videohost")
+	e.submitted("fr-pharos", "REP-2", "filedrop")
+	e.do("provider:videohost", "POST", "/v1/notices/{id}/feedback", "/v1/notices/"+a+"/feedback", fbBody(a, "videohost", "removed"))
+	to := time.Now().Add(time.Minute).UTC()
+	path := "/v1/report?from=" + from.Format(time.RFC3339) + "&to=" + to.Format(time.RFC3339)
+	var r response
+	testenv.WaitFor(t, 10*time.Second, "removal in the report", func() bool {
+		r = e.do("operator:ops", "GET", "/v1/report", path, nil)
+		return r.status == 200 && r.body["total"].(map[string]any)["orders_removed_in_time"] == 1.0
+	})
+	if r.body["total"].(map[string]any)["orders_received"] != 2.0 || len(r.body["issuers"].([]any)) != 2 {
+		t.Errorf("operator report: %s", r.raw)
+	}
+	r = e.do("issuer:de-bka", "GET", "/v1/report", path, nil)
+	issuers := r.body["issuers"].([]any)
+	if len(issuers) != 1 || issuers[0].(map[string]any)["name"] != "de-bka" {
+		t.Errorf("an issuer's report shows others: %s", r.raw)
+	}
+	if r = e.do("operator:ops", "GET", "/v1/report", "/v1/report?from=yesterday", nil); r.status != 400 {
+		t.Errorf("bad period: %d", r.status)
 	}
 }

@@ -156,3 +156,47 @@ func (b *Bus) ParkedCount(ctx context.Context) (uint64, error) {
 	}
 	return info.State.Msgs, nil
 }
+
+// EventsBetween returns the events on subjects matching filter that were
+// relayed from from on, up to a few minutes past to (events are relayed
+// shortly after they happen); the caller selects by event time.
+func (b *Bus) EventsBetween(ctx context.Context, filter string, from, to time.Time) ([]pipeline.Event, error) {
+	cons, err := b.js.OrderedConsumer(ctx, b.StreamName(Events), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	pending := int(info.NumPending)
+	horizon := to.Add(5 * time.Minute)
+	var out []pipeline.Event
+	for read := 0; read < pending; {
+		batch, err := cons.Fetch(min(500, pending-read), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if meta, err := m.Metadata(); err == nil && meta.Timestamp.After(horizon) {
+				return out, nil
+			}
+			var e pipeline.Event
+			if json.Unmarshal(m.Data(), &e) == nil && e.NoticeID != "" {
+				out = append(out, e)
+			}
+		}
+		if n == 0 {
+			if err := batch.Error(); err != nil {
+				return nil, fmt.Errorf("read events: %w", err)
+			}
+			break
+		}
+		read += n
+	}
+	return out, nil
+}

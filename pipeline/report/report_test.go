@@ -46,7 +46,7 @@ func TestBuildCountsEveryFigure(t *testing.T) {
 	var h history
 	o, r := pipeline.KindRemovalOrder, pipeline.KindReferral
 	h.notice("de-bka", "videohost", o, "a", "received@0", "delivered@1", "acknowledged@2", "removed@11")   // 10 min
-	h.notice("de-bka", "videohost", o, "b", "received@0", "delivered@1", "removed@31")                    // 30 min
+	h.notice("de-bka", "videohost", o, "b", "received@0", "delivered@1", "removed@31")                     // 30 min
 	h.notice("de-bka", "filedrop", o, "c", "received@0", "delivered@1", "escalated@61", "removed:late@91") // 90 min, late
 	h.notice("de-bka", "filedrop", o, "d", "received@0", "delivered@1", "blocked:insufficient_info@5", "clarified@20", "removed@41")
 	h.notice("fr-pharos", "videohost", o, "e", "received@0", "delivered@1", "blocked:force_majeure@3", "resumed@30", "removed@6")
