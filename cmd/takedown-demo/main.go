@@ -133,7 +133,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := daemon.stop(); err != nil {
 		return fmt.Errorf("takedownd did not shut down cleanly: %w\n%s", err, daemon.tail())
 	}
-	report(stdout, res)
+	summarize(stdout, res)
 	if missing := res.missing(); len(missing) > 0 {
 		return fmt.Errorf("the demo did not show: %v", missing)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/report"
 )
 
 const demoWindow = 20 * time.Second
@@ -133,6 +134,7 @@ type noticeStat struct {
 
 type results struct {
 	mu        sync.Mutex
+	all       []pipeline.Event
 	submitted int
 	notices   map[string]*noticeStat
 	events    map[pipeline.EventType]int
@@ -142,6 +144,7 @@ type results struct {
 func (r *results) apply(e pipeline.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.all = append(r.all, e)
 	r.events[e.Type]++
 	n, ok := r.notices[e.NoticeID]
 	if !ok {
@@ -331,7 +334,7 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func report(w io.Writer, r *results) {
+func summarize(w io.Writer, r *results) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	fmt.Fprintln(w)
@@ -379,5 +382,8 @@ func report(w io.Writer, r *results) {
 	for i, t := range types {
 		parts[i] = fmt.Sprintf("%s %d", t, r.events[pipeline.EventType(t)])
 	}
-	fmt.Fprintf(w, "\nevents on TAKEDOWN_EVENTS: %s\n", strings.Join(parts, ", "))
+	fmt.Fprintf(w, "\nevents on TAKEDOWN_EVENTS: %s\n\n", strings.Join(parts, ", "))
+	// The transparency report of the demo's own notices, from the same
+	// events (what takedownctl report prints).
+	_ = report.Build(r.all, r.start.Add(-time.Minute), time.Now().Add(time.Minute)).Markdown(w)
 }

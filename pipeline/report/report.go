@@ -165,7 +165,7 @@ var columns = []struct {
 }{
 	{"orders received", func(f Figures) string { return strconv.Itoa(f.OrdersReceived) }},
 	{"orders delivered", func(f Figures) string { return strconv.Itoa(f.OrdersDelivered) }},
-	{"removed within the hour", func(f Figures) string { return strconv.Itoa(f.OrdersRemovedInTime) }},
+	{"removed in time", func(f Figures) string { return strconv.Itoa(f.OrdersRemovedInTime) }},
 	{"removed late", func(f Figures) string { return strconv.Itoa(f.OrdersRemovedLate) }},
 	{"referrals received", func(f Figures) string { return strconv.Itoa(f.ReferralsReceived) }},
 	{"referrals delivered", func(f Figures) string { return strconv.Itoa(f.ReferralsDelivered) }},
