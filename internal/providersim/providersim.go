@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -357,6 +358,7 @@ func (s *Sim) sendHTTP(ctx context.Context, provider, id string, t pipeline.Feed
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", id+"."+string(t))
 		resp, err := http.DefaultClient.Do(req)
+		wait := min(time.Duration(attempt)*100*time.Millisecond, 2*time.Second)
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
@@ -366,7 +368,12 @@ func (s *Sim) sendHTTP(ctx context.Context, provider, id string, t pipeline.Feed
 					s.Stats(provider, t)
 				}
 				return nil
-			case resp.StatusCode != http.StatusServiceUnavailable:
+			case resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusTooManyRequests:
+				// Come back later, as asked.
+				if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+					wait = time.Duration(secs) * time.Second
+				}
+			default:
 				s.Logger.Warn("feedback refused", "provider", provider, "notice", id, "type", t, "status", resp.StatusCode, "body", string(msg))
 				return fmt.Errorf("feedback refused: %s", resp.Status)
 			}
@@ -374,7 +381,7 @@ func (s *Sim) sendHTTP(ctx context.Context, provider, id string, t pipeline.Feed
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, 2*time.Second)):
+		case <-time.After(wait):
 		}
 	}
 }

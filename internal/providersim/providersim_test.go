@@ -139,7 +139,8 @@ providers:
 	}
 	m := metrics.New(prometheus.NewRegistry())
 	fw := &worker.Feedback{Store: st, Dir: dir, Clock: pipeline.SystemClock{}, Metrics: m, Logger: slog.New(slog.DiscardHandler)}
-	apiSrv := httptest.NewServer(api.New(api.Config{Dir: dir, Feedback: fw}).Handler())
+	// A tight rate limit: the provider must come back after 429 as asked.
+	apiSrv := httptest.NewServer(api.New(api.Config{Dir: dir, Feedback: fw, Rate: 1, Burst: 1}).Handler())
 	defer apiSrv.Close()
 
 	sim := &providersim.Sim{Webhook: &providersim.WebhookConfig{

@@ -245,3 +245,13 @@ func (l *lockedWriter) String() string {
 
 // DataFile is the path of the AOF directory, for backups.
 func (s *Server) DataFile() string { return filepath.Join(s.opts.Dir, "appendonlydir") }
+
+// PID is the process id of the running server (0 when stopped).
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
