@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/takedown-eu/takedown/internal/providersim"
+	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/bus"
+	"github.com/takedown-eu/takedown/pipeline/worker"
+)
+
+// collector follows the events stream and records when each notice was
+// delivered and removed (event times, on this machine's clock).
+type collector struct {
+	mu        sync.Mutex
+	delivered map[string]time.Time
+	removed   map[string]time.Time
+	changed   chan struct{}
+	stop      func()
+}
+
+func collect(ctx context.Context, e *env) (*collector, error) {
+	c := &collector{delivered: map[string]time.Time{}, removed: map[string]time.Time{}, changed: make(chan struct{}, 1)}
+	cons, err := e.js.OrderedConsumer(ctx, e.bus.StreamName(bus.Events), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"takedown.events.bench.>"}, DeliverPolicy: jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var ev struct {
+			NoticeID string             `json:"notice_id"`
+			Type     pipeline.EventType `json:"type"`
+			At       time.Time          `json:"at"`
+		}
+		if json.Unmarshal(m.Data(), &ev) != nil {
+			return
+		}
+		c.mu.Lock()
+		switch ev.Type {
+		case pipeline.EventDelivered:
+			c.delivered[ev.NoticeID] = ev.At
+		case pipeline.EventRemoved:
+			c.removed[ev.NoticeID] = ev.At
+		}
+		c.mu.Unlock()
+		select {
+		case c.changed <- struct{}{}:
+		default:
+		}
+	}, jetstream.PullMaxMessages(5000))
+	if err != nil {
+		return nil, err
+	}
+	c.stop = cc.Stop
+	return c, nil
+}
+
+func (c *collector) waitRemoved(ctx context.Context, ids []string, timeout time.Duration) error {
+	deadline := time.After(timeout)
+	for {
+		c.mu.Lock()
+		n := 0
+		for _, id := range ids {
+			if _, ok := c.removed[id]; ok {
+				n++
+			}
+		}
+		c.mu.Unlock()
+		if n == len(ids) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("%d of %d notices removed after %s", n, len(ids), timeout)
+		case <-c.changed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// pipelineRun runs the intake and feedback workers, the relay and the
+// simulated providers until stop is called.
+type pipelineRun struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startPipeline(e *env, workers int) *pipelineRun {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipelineRun{cancel: cancel}
+	clock := pipeline.SystemClock{}
+	cfg := bus.ConsumerConfig{MaxAckPending: 20000}
+	in := &worker.Intake{Bus: e.bus, Store: e.store, Deliveries: e.deliv, Dir: e.d, Clock: clock, Metrics: e.m, Logger: e.log, Workers: workers, Consumer: cfg}
+	fb := &worker.Feedback{Bus: e.bus, Store: e.store, Dir: e.d, Clock: clock, Metrics: e.m, Logger: e.log, Workers: workers, Consumer: cfg}
+	relay := &worker.Relay{Store: e.store, Bus: e.bus, Metrics: e.m, Logger: e.log, Interval: 5 * time.Millisecond}
+	var provs []providersim.Provider
+	for _, id := range benchProviders {
+		provs = append(provs, providersim.Provider{ID: id, Behaviour: providersim.Prompt})
+	}
+	sim := &providersim.Sim{JS: e.js, Providers: provs, Logger: e.log}
+	for _, f := range []func(context.Context) error{in.Run, fb.Run, relay.Run, sim.Run} {
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); _ = f(ctx) }()
+	}
+	return p
+}
+
+func (p *pipelineRun) stop() { p.cancel(); p.wg.Wait() }
+
+func benchNotice(ref string, i int) pipeline.Notice {
+	return pipeline.Notice{
+		Schema: pipeline.NoticeSchema, Kind: pipeline.KindRemovalOrder, Issuer: "bench", Reference: ref,
+		Provider: benchProviders[i%len(benchProviders)], IssuedAt: time.Date(2026, 11, 27, 9, 15, 0, 0, time.UTC), MemberState: "DE",
+		Content:     []pipeline.ContentItem{{URL: "https://videohost.example/v/" + ref, Locator: "video at 00:42, uploaded by account 'x'"}},
+		Reasons:     []pipeline.Reason{pipeline.ReasonIncitement, pipeline.ReasonInstruction},
+		Explanation: "Video glorifies a terrorist attack and gives instructions for making explosives.",
+		Language:    "de", Contact: pipeline.Contact{Name: "BKA TCO desk", Email: "tco@bka.example"},
+	}
+}
+
+type percentiles struct{ p50, p95, p99, max time.Duration }
+
+func pct(d []time.Duration) percentiles {
+	if len(d) == 0 {
+		return percentiles{}
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	at := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+	return percentiles{at(0.50), at(0.95), at(0.99), d[len(d)-1]}
+}
+
+func (p percentiles) String() string {
+	r := func(d time.Duration) string { return d.Round(10 * time.Microsecond).String() }
+	return fmt.Sprintf("p50 %s  p95 %s  p99 %s  max %s", r(p.p50), r(p.p95), r(p.p99), r(p.max))
+}
+
+type e2eResult struct {
+	notices            int
+	perSec             float64
+	elapsed            time.Duration
+	delivered, removed percentiles
+	cpuPer1000         time.Duration
+	workers            int
+}
+
+func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error) {
+	r := e2eResult{notices: o.notices, workers: o.workers}
+	col, err := collect(ctx, e)
+	if err != nil {
+		return r, err
+	}
+	defer col.stop()
+	p := startPipeline(e, o.workers)
+	defer p.stop()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return r, err
+		}
+		defer f.Close()
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	ids := make([]string, o.notices)
+	sent := make(map[string]time.Time, o.notices)
+	bodies := make([][]byte, o.notices)
+	for i := range ids {
+		n := benchNotice(fmt.Sprintf("E2E-%07d", i), i)
+		ids[i], bodies[i] = n.ID(), mustJSON(n)
+	}
+	cpu0 := e.cpu()
+	start := time.Now()
+	for i, id := range ids {
+		sent[id] = time.Now()
+		m := nats.NewMsg("takedown.intake.bench")
+		m.Data = bodies[i]
+		if _, err := e.js.PublishMsgAsync(m, jetstream.WithMsgID(id)); err != nil {
+			return r, err
+		}
+	}
+	<-e.js.PublishAsyncComplete()
+	if err := col.waitRemoved(ctx, ids, 10*time.Minute); err != nil {
+		return r, err
+	}
+	r.cpuPer1000 = (e.cpu() - cpu0) * 1000 / time.Duration(o.notices)
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	var last time.Time
+	var dl, rl []time.Duration
+	for _, id := range ids {
+		dl = append(dl, col.delivered[id].Sub(sent[id]))
+		rl = append(rl, col.removed[id].Sub(sent[id]))
+		if col.removed[id].After(last) {
+			last = col.removed[id]
+		}
+	}
+	r.elapsed = last.Sub(start)
+	r.perSec = float64(o.notices) / r.elapsed.Seconds()
+	r.delivered, r.removed = pct(dl), pct(rl)
+	return r, nil
+}
+
+func (r e2eResult) print(w io.Writer, raw rawResult) {
+	fmt.Fprintf(w, "end to end, closed loop (%d notices submitted at once, %d intake and %d feedback workers, providers confirm at once)\n", r.notices, r.workers, r.workers)
+	fmt.Fprintf(w, "  throughput                   %10.0f notices/s (first submit to last removal: %s)\n", r.perSec, r.elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "  submit→delivered             %s\n", r.delivered)
+	fmt.Fprintf(w, "  submit→removed               %s\n", r.removed)
+	fmt.Fprintf(w, "  CPU per 1,000 notices        %10.3f s (this process and redis-server)\n", r.cpuPer1000.Seconds())
+	fmt.Fprintf(w, "  pipeline ÷ raw publish       %10.4f (1/%.1f; target ≥ 1/20)\n\n", r.perSec/raw.publishPerSec, raw.publishPerSec/r.perSec)
+}
+
+type openResult struct {
+	rate      int
+	duration  time.Duration
+	notices   int
+	delivered percentiles
+}
+
+func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error) {
+	r := openResult{rate: o.openRate, duration: o.openFor}
+	col, err := collect(ctx, e)
+	if err != nil {
+		return r, err
+	}
+	defer col.stop()
+	p := startPipeline(e, o.workers)
+	defer p.stop()
+	n := int(o.openFor.Seconds() * float64(o.openRate))
+	r.notices = n
+	ids := make([]string, n)
+	scheduled := make([]time.Time, n)
+	start := time.Now().Add(100 * time.Millisecond)
+	interval := time.Second / time.Duration(o.openRate)
+	for i := range n {
+		nt := benchNotice(fmt.Sprintf("OPEN-%07d", i), i)
+		ids[i] = nt.ID()
+		scheduled[i] = start.Add(time.Duration(i) * interval)
+		if d := time.Until(scheduled[i]); d > 0 {
+			time.Sleep(d)
+		}
+		// Latency counts from the scheduled time, so a stall here shows.
+		m := nats.NewMsg("takedown.intake.bench")
+		m.Data = mustJSON(nt)
+		if _, err := e.js.PublishMsgAsync(m, jetstream.WithMsgID(nt.ID())); err != nil {
+			return r, err
+		}
+	}
+	<-e.js.PublishAsyncComplete()
+	if err := col.waitRemoved(ctx, ids, 5*time.Minute); err != nil {
+		return r, err
+	}
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	lat := make([]time.Duration, n)
+	for i, id := range ids {
+		lat[i] = col.delivered[id].Sub(scheduled[i])
+	}
+	r.delivered = pct(lat)
+	return r, nil
+}
+
+func (r openResult) print(w io.Writer) {
+	fmt.Fprintf(w, "open loop (%d notices/s for %s, %d notices, latency from each scheduled send time)\n", r.rate, r.duration, r.notices)
+	fmt.Fprintf(w, "  submit→delivered             %s  (target p99 ≤ 50ms)\n\n", r.delivered)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

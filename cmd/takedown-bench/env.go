@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/takedown-eu/takedown/metrics"
+	"github.com/takedown-eu/takedown/notifier"
+	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/bus"
+	"github.com/takedown-eu/takedown/pipeline/worker"
+	"github.com/takedown-eu/takedown/tracker"
+	"github.com/takedown-eu/takedown/tracker/redisserver"
+)
+
+// benchProviders answer at once; four spread the deliver subjects.
+var benchProviders = []string{"bench-a", "bench-b", "bench-c", "bench-d"}
+
+const benchDirectory = `
+policies:
+  removal_order:
+    window: 1h
+    reminders: []
+    redeliver_every: 10h
+    follow_up_every: 10h
+issuers:
+  - {id: bench, name: Bench, member_state: DE}
+providers:
+  - {id: bench-a, name: A}
+  - {id: bench-b, name: B}
+  - {id: bench-c, name: C}
+  - {id: bench-d, name: D}
+`
+
+type env struct {
+	dir    string
+	ns     *server.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	bus    *bus.Bus
+	redis  *redisserver.Server
+	rdb    *redis.Client
+	store  *tracker.Store
+	d      *pipeline.Directory
+	m      *metrics.Metrics
+	log    *slog.Logger
+	deliv  *worker.Deliveries
+	stderr io.Writer
+}
+
+func startEnv(ctx context.Context, stderr io.Writer) (*env, error) {
+	e := &env{stderr: stderr, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	var err error
+	if e.dir, err = os.MkdirTemp("", "takedown-bench-"); err != nil {
+		return nil, err
+	}
+	e.ns, err = server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: filepath.Join(e.dir, "nats"), NoLog: true, NoSigs: true, JetStreamMaxMemory: 1 << 30})
+	if err != nil {
+		return nil, err
+	}
+	e.ns.Start()
+	if !e.ns.ReadyForConnections(10 * time.Second) {
+		return nil, fmt.Errorf("nats not ready")
+	}
+	if e.nc, err = nats.Connect(e.ns.ClientURL()); err != nil {
+		return nil, err
+	}
+	if e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(8192)); err != nil {
+		return nil, err
+	}
+	if e.bus, err = bus.New(ctx, e.js, bus.Config{}); err != nil {
+		return nil, err
+	}
+	if e.redis, err = redisserver.Start(ctx, redisserver.Options{Dir: filepath.Join(e.dir, "redis")}); err != nil {
+		return nil, err
+	}
+	e.rdb = redis.NewClient(&redis.Options{Addr: e.redis.Addr(), PoolSize: 64})
+	if e.store, err = tracker.New(e.rdb, tracker.Config{}); err != nil {
+		return nil, err
+	}
+	if e.d, err = pipeline.ParseDirectory([]byte(benchDirectory), "yaml"); err != nil {
+		return nil, err
+	}
+	e.m = metrics.New(prometheus.NewRegistry())
+	clock := pipeline.SystemClock{}
+	notif := notifier.New(e.d, map[pipeline.Channel]notifier.Channel{pipeline.ChannelNATS: notifier.NewNATS(e.bus, clock)})
+	e.deliv = &worker.Deliveries{Dispatch: notif, Store: e.store, Dir: e.d, Clock: clock, Metrics: e.m, Logger: e.log}
+	return e, nil
+}
+
+func (e *env) close() {
+	if e.rdb != nil {
+		_ = e.rdb.Close()
+	}
+	if e.redis != nil {
+		e.redis.Stop()
+	}
+	if e.nc != nil {
+		e.nc.Close()
+	}
+	if e.ns != nil {
+		e.ns.Shutdown()
+		e.ns.WaitForShutdown()
+	}
+	_ = os.RemoveAll(e.dir)
+}
+
+// cpu is this process's CPU time plus the redis-server child's.
+func (e *env) cpu() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return self + procCPU(e.redis.PID())
+}
+
+// procCPU reads utime+stime of a process from /proc.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // clock ticks (USER_HZ = 100)
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s, %s", runtime.NumCPU(), model, runtime.Version(), time.Now().UTC().Format(time.RFC3339))
+}

@@ -1,0 +1,115 @@
+// Command takedown-bench measures the pipeline on the machine at hand, in
+// one run against one embedded NATS server (file store) and one
+// redis-server child (AOF everysec), and prints the figures:
+//
+//   - the raw ceiling: JetStream asynchronous publish of 512-byte messages,
+//     durable consume with acks, and Redis Lua script calls per second;
+//
+//   - the pipeline end to end (closed loop): N notices submitted at once
+//     to simulated providers that confirm removal at once — notices per
+//     second, submit→delivered and submit→removed percentiles, CPU seconds
+//     per 1,000 notices, and its ratio to the raw publish rate;
+//
+//   - open loop at a fixed rate, latency counted from each notice's
+//     scheduled send time (no coordinated omission);
+//
+//   - the scheduler with many open notices: how late escalations fire and
+//     what one pass costs;
+//
+//   - Redis memory per open notice.
+//
+//     make bench      # or: go build -o bin/ ./cmd/... && bin/takedown-bench
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "takedown-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	rawMessages   int
+	notices       int
+	workers       int
+	openRate      int
+	openFor       time.Duration
+	openNotices   int
+	probes        int
+	memoryNotices int
+	skipScheduler bool
+	cpuProfile    string
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("takedown-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.rawMessages, "raw-messages", 200000, "messages for the raw JetStream measurements")
+	fs.IntVar(&o.notices, "notices", 50000, "notices for the closed-loop end-to-end run")
+	fs.IntVar(&o.workers, "workers", 32, "intake and feedback workers")
+	fs.IntVar(&o.openRate, "rate", 1000, "notices per second in the open-loop run")
+	fs.DurationVar(&o.openFor, "open-for", 20*time.Second, "duration of the open-loop run")
+	fs.IntVar(&o.openNotices, "open-notices", 1000000, "open notices tracked during the scheduler run")
+	fs.IntVar(&o.probes, "probes", 20000, "notices whose escalations are timed in the scheduler run")
+	fs.IntVar(&o.memoryNotices, "memory-notices", 100000, "open notices used to measure Redis memory per notice")
+	fs.BoolVar(&o.skipScheduler, "skip-scheduler", false, "skip the scheduler-at-scale run")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the end-to-end run to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	env, err := startEnv(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	fmt.Fprintf(stdout, "takedown-bench: %s\n\n", machine())
+
+	raw, err := measureRaw(ctx, env, o)
+	if err != nil {
+		return fmt.Errorf("raw: %w", err)
+	}
+	raw.print(stdout)
+
+	e2e, err := measureClosedLoop(ctx, env, o)
+	if err != nil {
+		return fmt.Errorf("end to end: %w", err)
+	}
+	e2e.print(stdout, raw)
+
+	open, err := measureOpenLoop(ctx, env, o)
+	if err != nil {
+		return fmt.Errorf("open loop: %w", err)
+	}
+	open.print(stdout)
+
+	mem, err := measureMemory(ctx, env, o)
+	if err != nil {
+		return fmt.Errorf("memory: %w", err)
+	}
+	mem.print(stdout)
+
+	if !o.skipScheduler {
+		sch, err := measureScheduler(ctx, env, o)
+		if err != nil {
+			return fmt.Errorf("scheduler: %w", err)
+		}
+		sch.print(stdout)
+	}
+	return nil
+}
