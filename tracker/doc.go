@@ -12,7 +12,10 @@
 //	td:{<shard>}:overdue    hash: overdue notices per provider
 //	td:{<shard>}:claims     hash: scheduler claim token per notice
 //	td:{<shard>}:relay      string: relay lease for this shard
+//	td:{<shard>}:b:<id>     string: the notice's JSON (apart, so the hash stays compact)
 //	td:{<shard>}:a:<id>     list: the notice's latest delivery attempts
+//	td:{<shard>}:t:<id>     list: the notice's events, for reads
+//	td:{<shard>}:by:…       zsets: listing indexes by issuer, provider, all
 //	td:{endpoints}:disabled hash: webhook endpoints turned off (410 Gone)
 //
 // Every transition is one Lua script (scripts/*.lua, with a shared

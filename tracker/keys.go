@@ -22,6 +22,7 @@ func (k keys) claims() string                    { return k.prefix + "claims" }
 func (k keys) relay() string                     { return k.prefix + "relay" }
 func (k keys) attempts(id string) string         { return k.prefix + "a:" + id }
 func (k keys) timeline(id string) string         { return k.prefix + "t:" + id }
+func (k keys) body(id string) string             { return k.prefix + "b:" + id }
 func (k keys) byIssuer(issuer string) string     { return k.prefix + "by:issuer:" + issuer }
 func (k keys) byProvider(provider string) string { return k.prefix + "by:provider:" + provider }
 func (k keys) byAll() string                     { return k.prefix + "by:all" }
@@ -29,7 +30,7 @@ func (k keys) byAll() string                     { return k.prefix + "by:all" }
 // transition is the KEYS list every transition script takes (see
 // scripts/prelude.lua).
 func (k keys) transition(id string) []string {
-	return []string{k.notice(id), k.due(), k.deadline(), k.outbox(), k.counts(), k.overdue(), k.claims(), k.attempts(id), k.timeline(id)}
+	return []string{k.notice(id), k.due(), k.deadline(), k.outbox(), k.counts(), k.overdue(), k.claims(), k.attempts(id), k.timeline(id), k.body(id)}
 }
 
 // ShardOf maps a notice id to its shard. Ids are UUIDs, so their leading

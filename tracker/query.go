@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -19,9 +20,23 @@ import (
 // Timeline returns a notice's events (the latest 200), oldest first. The
 // received event does not repeat the notice body; Record.Body has it.
 func (s *Store) Timeline(ctx context.Context, id string) ([]pipeline.Event, error) {
-	raw, err := s.rdb.LRange(ctx, s.keysFor(id).timeline(id), 0, -1).Result()
-	if err != nil {
+	k := s.keysFor(id)
+	var lines *redis.StringSliceCmd
+	var fixed *redis.SliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		lines = p.LRange(ctx, k.timeline(id), 0, -1)
+		fixed = p.HMGet(ctx, k.notice(id), "issuer", "provider", "kind", "ref")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("timeline %s: %w", id, err)
+	}
+	raw := lines.Val()
+	constant := map[string]any{"n": id}
+	for i, f := range []string{"is", "pr", "k", "ref"} {
+		if v, ok := fixed.Val()[i].(string); ok {
+			constant[f] = v
+		}
 	}
 	out := make([]pipeline.Event, 0, len(raw))
 	for _, r := range raw {
@@ -31,7 +46,10 @@ func (s *Store) Timeline(ctx context.Context, id string) ([]pipeline.Event, erro
 		if err := dec.Decode(&obj); err != nil {
 			return nil, fmt.Errorf("timeline %s: %w", id, err)
 		}
-		vals := make(map[string]any, len(obj))
+		vals := make(map[string]any, len(obj)+len(constant))
+		for k, v := range constant {
+			vals[k] = v
+		}
 		for k, v := range obj {
 			vals[k] = fmt.Sprint(v)
 		}
@@ -192,7 +210,7 @@ func (s *Store) List(ctx context.Context, q Query) (Page, error) {
 		for _, e := range pending[:safe] {
 			ids = append(ids, e.id)
 		}
-		recs, err := s.GetMany(ctx, ids)
+		recs, err := s.getMany(ctx, ids, false)
 		if err != nil {
 			return Page{}, err
 		}

@@ -44,33 +44,47 @@ type Record struct {
 
 // Get reads one notice.
 func (s *Store) Get(ctx context.Context, id string) (Record, error) {
-	m, err := s.rdb.HGetAll(ctx, s.keysFor(id).notice(id)).Result()
+	recs, err := s.getMany(ctx, []string{id}, true)
 	if err != nil {
 		return Record{}, fmt.Errorf("get %s: %w", id, err)
 	}
-	if len(m) == 0 {
+	rec, ok := recs[id]
+	if !ok {
 		return Record{}, fmt.Errorf("get %s: %w", id, pipeline.ErrNotFound)
 	}
-	return parseRecord(m), nil
+	return rec, nil
 }
 
-// GetMany reads several notices in one round trip; missing ones are left
-// out of the result.
+// GetMany reads several notices, with their bodies, in one round trip;
+// missing ones are left out of the result.
 func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]Record, error) {
+	return s.getMany(ctx, ids, true)
+}
+
+func (s *Store) getMany(ctx context.Context, ids []string, withBody bool) (map[string]Record, error) {
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	bodies := make([]*redis.StringCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, s.keysFor(id).notice(id))
+			k := s.keysFor(id)
+			cmds[i] = p.HGetAll(ctx, k.notice(id))
+			if withBody {
+				bodies[i] = p.Get(ctx, k.body(id))
+			}
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("get %d notices: %w", len(ids), err)
 	}
 	out := make(map[string]Record, len(ids))
 	for i, c := range cmds {
 		if m := c.Val(); len(m) > 0 {
-			out[ids[i]] = parseRecord(m)
+			rec := parseRecord(m)
+			if withBody {
+				rec.Body = []byte(bodies[i].Val())
+			}
+			out[ids[i]] = rec
 		}
 	}
 	return out, nil
@@ -94,7 +108,7 @@ func parseRecord(m map[string]string) Record {
 			Overdue: m["overdue"] == "1", FollowUps: int(n("followups")), LastFollowUp: ms("last_followup"),
 			BlockedAt: ms("blocked_at"), RetryNotBefore: ms("retry_nb"),
 		},
-		Reference: m["ref"], Fingerprint: m["fp"], Body: []byte(m["notice"]),
+		Reference: m["ref"], Fingerprint: m["fp"],
 		DeliveredAt: ms("delivered_at"), Running: m["running"] == "1", Ground: pipeline.Ground(m["ground"]),
 		ActionAt: ms("action_at"), InTime: m["in_time"] == "1", Conflicts: int(n("conflicts")),
 	}

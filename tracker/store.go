@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -138,7 +139,12 @@ func statusErr(r reply, op string) error {
 // shortly; it is not a rejection.
 var ErrNotYetDelivered = errors.New("notice not yet recorded as delivered")
 
+// details is the JSON of an event's type-specific fields, or "" when it
+// has none.
 func details(e pipeline.Event) string {
+	if reflect.ValueOf(e).IsZero() {
+		return ""
+	}
 	b, _ := json.Marshal(e) // an Event always marshals
 	return string(b)
 }

@@ -26,6 +26,7 @@ type collector struct {
 	mu        sync.Mutex
 	delivered map[string]time.Time
 	removed   map[string]time.Time
+	nRemoved  int
 	changed   chan struct{}
 	stop      func()
 }
@@ -52,6 +53,9 @@ func collect(ctx context.Context, e *env) (*collector, error) {
 		case pipeline.EventDelivered:
 			c.delivered[ev.NoticeID] = ev.At
 		case pipeline.EventRemoved:
+			if _, dup := c.removed[ev.NoticeID]; !dup {
+				c.nRemoved++
+			}
 			c.removed[ev.NoticeID] = ev.At
 		}
 		c.mu.Unlock()
@@ -67,18 +71,22 @@ func collect(ctx context.Context, e *env) (*collector, error) {
 	return c, nil
 }
 
+// waitRemoved waits until ids (all the collector has seen since it
+// started) are removed.
 func (c *collector) waitRemoved(ctx context.Context, ids []string, timeout time.Duration) error {
 	deadline := time.After(timeout)
 	for {
 		c.mu.Lock()
-		n := 0
-		for _, id := range ids {
-			if _, ok := c.removed[id]; ok {
-				n++
-			}
-		}
+		n := c.nRemoved
 		c.mu.Unlock()
-		if n == len(ids) {
+		if n >= len(ids) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for _, id := range ids {
+				if _, ok := c.removed[id]; !ok {
+					return fmt.Errorf("notice %s not removed", id)
+				}
+			}
 			return nil
 		}
 		select {

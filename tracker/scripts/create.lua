@@ -1,5 +1,5 @@
 -- create: record a new notice as received, or report a duplicate or a
--- conflict. KEYS: see prelude, and KEYS[10..12] the listing indexes
+-- conflict. KEYS: see prelude, and KEYS[11..13] the listing indexes
 -- td:{s}:by:issuer:<issuer>, td:{s}:by:provider:<provider>, td:{s}:by:all
 -- (zsets scored by creation time, ms).
 -- ARGV[4] fingerprint, [5] kind, [6] issuer, [7] provider, [8] reference,
@@ -11,9 +11,12 @@ if redis.call('EXISTS', N) == 1 then
   redis.call('HINCRBY', N, 'conflicts', 1)
   return {'conflict', get('state')}
 end
+-- The body lives in its own key so that the hash keeps only short fields
+-- (Redis stores such hashes compactly).
 redis.call('HSET', N, 'id', ID, 'v', 0, 'state', 'received', 'fp', fp, 'kind', ARGV[5],
-  'issuer', ARGV[6], 'provider', ARGV[7], 'ref', ARGV[8], 'created', NOW, 'notice', ARGV[10])
+  'issuer', ARGV[6], 'provider', ARGV[7], 'ref', ARGV[8], 'created', NOW)
+redis.call('SET', BODY, ARGV[10])
 redis.call('HINCRBY', CNT, 'received', 1)
 redis.call('ZADD', DUE, ARGV[9], ID)
-for i = 10, 12 do redis.call('ZADD', KEYS[i], NOW, ID) end
+for i = 11, 13 do redis.call('ZADD', KEYS[i], NOW, ID) end
 return {'ok', emit('received', ARGV[11])}

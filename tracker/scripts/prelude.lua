@@ -10,9 +10,10 @@
 --   KEYS[7] claims        td:{s}:claims    (hash: id -> scheduler claim token)
 --   KEYS[8] attempts      td:{s}:a:<id>    (list: the notice's delivery attempts)
 --   KEYS[9] timeline      td:{s}:t:<id>    (list: the notice's events, for reads)
+--   KEYS[10] body         td:{s}:b:<id>    (string: the notice's JSON)
 -- ARGV[1] is always the notice id and ARGV[2] the current time in ms,
 -- ARGV[3] the same time as RFC 3339 text for the event.
-local N, DUE, DL, OUT, CNT, OVD, CLM, ATT, TL = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local N, DUE, DL, OUT, CNT, OVD, CLM, ATT, TL, BODY = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local ID, NOW, NOWTXT = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 local function get(f) return redis.call('HGET', N, f) end
@@ -47,18 +48,27 @@ end
 -- pairs; x is a JSON object of event details prepared by the caller.
 local function emit(typ, x, extra)
   local v = redis.call('HINCRBY', N, 'v', 1)
-  local f = {'n', ID, 'v', v, 't', typ, 'at', NOWTXT, 'st', get('state'),
-             'is', get('issuer'), 'pr', get('provider'), 'k', get('kind'), 'ref', get('ref'),
-             'dl', get('deadline') or '', 'run', get('running') or '0', 'ov', get('overdue') or '0',
-             'da', get('delivered_at') or '', 'x', x or ''}
+  local h = redis.call('HMGET', N, 'state', 'issuer', 'provider', 'kind', 'ref',
+    'deadline', 'running', 'overdue', 'delivered_at')
+  local dl, run, ov, da = h[6] or '', h[7] or '0', h[8] or '0', h[9] or ''
+  local f = {'n', ID, 'v', v, 't', typ, 'at', NOWTXT, 'st', h[1], 'is', h[2], 'pr', h[3],
+             'k', h[4], 'ref', h[5], 'dl', dl, 'run', run, 'ov', ov, 'da', da, 'x', x or ''}
   if extra then for _, e in ipairs(extra) do f[#f + 1] = e end end
   redis.call('XADD', OUT, '*', unpack(f))
-  -- The same fields, as an object, on the notice's own timeline (the
-  -- received event's notice body is left out: the hash holds it).
-  local obj = {}
-  for i = 1, #f, 2 do obj[f[i]] = f[i + 1] end
-  if typ == 'received' or typ == 'replayed' then obj['x'] = '' end
+  -- The notice's own timeline keeps what changes from event to event; the
+  -- constant fields (id, issuer, provider, kind, reference) and the notice
+  -- body are in the hash and the body key already.
+  -- Empty and default fields are left out to keep the entries small.
+  local obj = {v = v, t = typ, at = NOWTXT, st = h[1]}
+  if dl ~= '' then obj['dl'] = dl end
+  if run ~= '0' then obj['run'] = run end
+  if ov ~= '0' then obj['ov'] = ov end
+  if da ~= '' then obj['da'] = da end
+  if typ ~= 'received' and typ ~= 'replayed' and x and x ~= '' then obj['x'] = x end
+  if extra then for i = 1, #extra, 2 do obj[extra[i]] = extra[i + 1] end end
   redis.call('RPUSH', TL, cjson.encode(obj))
+  -- A notice followed up for months keeps its latest 200 events here; the
+  -- events stream keeps everything.
   redis.call('LTRIM', TL, -200, -1)
   return v
 end
