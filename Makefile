@@ -32,9 +32,11 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pipeline/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./cmd/takedownd/
 
-## bench: micro-benchmarks of the hot paths (decoding, planning, each Lua transition on a real redis-server)
-bench: check-redis
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./pipeline/ ./tracker/
+## bench: micro-benchmarks of the hot paths, then the load run (raw ceilings, end to end, open loop,
+## Redis memory, scheduler with 1,000,000 open notices); BENCH_FLAGS passes flags to takedown-bench
+bench: check-redis build
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./pipeline/ ./tracker/ ./notifier/...
+	$(BIN)/takedown-bench $(BENCH_FLAGS)
 
 ## demo: the pipeline end to end for about a minute, with a summary
 demo: check-redis build
