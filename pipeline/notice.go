@@ -131,7 +131,13 @@ func (n *Notice) ID() string { return NoticeID(n.Issuer, n.Reference) }
 // same id but different fingerprints are a conflict.
 func (n *Notice) Fingerprint() string {
 	b, _ := json.Marshal(n) // a Notice always marshals
-	sum := sha256.Sum256(b)
+	return FingerprintOf(b)
+}
+
+// FingerprintOf is the fingerprint of a notice from its JSON as
+// json.Marshal writes it, for callers that have marshalled it already.
+func FingerprintOf(body []byte) string {
+	sum := sha256.Sum256(body)
 	return hex.EncodeToString(sum[:16])
 }
 

@@ -150,7 +150,7 @@ func details(e pipeline.Event) string {
 }
 
 // Create records a new notice as received. body is the notice's JSON as
-// it will be delivered. firstFollowUp is when the scheduler should check
+// json.Marshal writes it (and as it will be delivered). firstFollowUp is when the scheduler should check
 // that delivery happened. It returns ErrDuplicate for the same submission
 // again and ErrConflict for the same reference with different content.
 func (s *Store) Create(ctx context.Context, n *pipeline.Notice, body []byte, now, firstFollowUp time.Time) (int64, error) {
@@ -158,8 +158,8 @@ func (s *Store) Create(ctx context.Context, n *pipeline.Notice, body []byte, now
 	k := s.keysFor(id)
 	keys := append(k.transition(id), k.byIssuer(n.Issuer), k.byProvider(n.Provider), k.byAll())
 	r, err := s.runKeys(ctx, s.scripts.create, keys, id, now,
-		n.Fingerprint(), string(n.Kind), n.Issuer, n.Provider, n.Reference,
-		firstFollowUp.UnixMilli(), string(body), details(pipeline.Event{Notice: body}))
+		pipeline.FingerprintOf(body), string(n.Kind), n.Issuer, n.Provider, n.Reference,
+		firstFollowUp.UnixMilli(), string(body), `{"notice":`+string(body)+`}`)
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", id, err)
 	}
