@@ -66,10 +66,11 @@ local function emit(typ, x, extra)
   if da ~= '' then obj['da'] = da end
   if typ ~= 'received' and typ ~= 'replayed' and x and x ~= '' then obj['x'] = x end
   if extra then for i = 1, #extra, 2 do obj[extra[i]] = extra[i + 1] end end
-  redis.call('RPUSH', TL, cjson.encode(obj))
   -- A notice followed up for months keeps its latest 200 events here; the
   -- events stream keeps everything.
-  redis.call('LTRIM', TL, -200, -1)
+  if redis.call('RPUSH', TL, cjson.encode(obj)) > 200 then
+    redis.call('LTRIM', TL, -200, -1)
+  end
   return v
 end
 
@@ -85,8 +86,7 @@ end
 -- record_attempt appends a delivery attempt (JSON) to the notice's attempt
 -- list, keeping the latest 50.
 local function record_attempt(rec)
-  if rec and rec ~= '' then
-    redis.call('RPUSH', ATT, rec)
+  if rec and rec ~= '' and redis.call('RPUSH', ATT, rec) > 50 then
     redis.call('LTRIM', ATT, -50, -1)
   end
 end
