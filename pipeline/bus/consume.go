@@ -154,6 +154,11 @@ func (b *Bus) Run(ctx context.Context, cons jetstream.Consumer, cfg RunConfig, h
 				it.Stop()
 				break
 			}
+			// Do not spin while the connection is away.
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 			continue
 		}
 		sem <- struct{}{}
