@@ -69,7 +69,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: takedownd [flags]\n\nRuns the takedown pipeline. Every flag can also be set by an environment\nvariable TAKEDOWN_<FLAG> (upper case, dashes as underscores); a flag wins.\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: takedownd [flags]\n       takedownd nats-config -directory FILE -pipeline-nkey U...\n\nRuns the takedown pipeline; nats-config prints the NATS authorization for\nthe directory's issuers and providers. Every flag can also be set by an\nenvironment variable TAKEDOWN_<FLAG> (upper case, dashes as underscores);\na flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	var envErr error
