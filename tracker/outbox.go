@@ -36,6 +36,32 @@ func (s *Store) ReadOutbox(ctx context.Context, shard, limit int) ([]OutboxEntry
 	return out, nil
 }
 
+// ReadOutboxes reads up to limit of the oldest events of each shard in one
+// round trip; shards with no events are left out of the result.
+func (s *Store) ReadOutboxes(ctx context.Context, shards []int, limit int) (map[int][]OutboxEntry, error) {
+	cmds := make([]*redis.XMessageSliceCmd, len(shards))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sh := range shards {
+			cmds[i] = p.XRangeN(ctx, shardKeys(sh).outbox(), "-", "+", int64(limit))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read outboxes: %w", err)
+	}
+	out := map[int][]OutboxEntry{}
+	for i, c := range cmds {
+		for _, m := range c.Val() {
+			ev, err := outboxEvent(m)
+			if err != nil {
+				return nil, fmt.Errorf("outbox %d entry %s: %w", shards[i], m.ID, err)
+			}
+			out[shards[i]] = append(out[shards[i]], OutboxEntry{StreamID: m.ID, Event: ev})
+		}
+	}
+	return out, nil
+}
+
 // TrimOutbox deletes relayed entries.
 func (s *Store) TrimOutbox(ctx context.Context, shard int, ids ...string) error {
 	if len(ids) == 0 {

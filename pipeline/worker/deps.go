@@ -43,7 +43,7 @@ type ScheduleStore interface {
 // OutboxStore is what the relay needs of the tracker.
 type OutboxStore interface {
 	Shards() int
-	ReadOutbox(ctx context.Context, shard, limit int) ([]tracker.OutboxEntry, error)
+	ReadOutboxes(ctx context.Context, shards []int, limit int) (map[int][]tracker.OutboxEntry, error)
 	TrimOutbox(ctx context.Context, shard int, ids ...string) error
 	AcquireShard(ctx context.Context, shard int, owner string, ttl time.Duration) (bool, error)
 	ReleaseShard(ctx context.Context, shard int, owner string) error

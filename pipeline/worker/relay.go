@@ -13,6 +13,7 @@ import (
 
 	"github.com/takedown-eu/takedown/metrics"
 	"github.com/takedown-eu/takedown/pipeline/bus"
+	"github.com/takedown-eu/takedown/tracker"
 )
 
 // Relay publishes each shard's outbox to the events stream with
@@ -94,12 +95,12 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 }
 
 func (r *Relay) round(ctx context.Context, held map[int]time.Time) (int, error) {
-	total := 0
+	var mine []int
 	for shard := range r.Store.Shards() {
 		if renew, ok := held[shard]; !ok || time.Now().After(renew) {
 			ok, err := r.Store.AcquireShard(ctx, shard, r.Owner, r.LeaseTTL)
 			if err != nil {
-				return total, err
+				return 0, err
 			}
 			if !ok {
 				delete(held, shard)
@@ -107,20 +108,27 @@ func (r *Relay) round(ctx context.Context, held map[int]time.Time) (int, error) 
 			}
 			held[shard] = time.Now().Add(r.LeaseTTL / 3)
 		}
-		n, err := r.relayShard(ctx, shard)
-		total += n
-		if err != nil {
-			return total, err
+		mine = append(mine, shard)
+	}
+	// One round trip reads every held shard's outbox.
+	outboxes, err := r.Store.ReadOutboxes(ctx, mine, r.Batch)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, shard := range mine {
+		if entries := outboxes[shard]; len(entries) > 0 {
+			n, err := r.relayShard(ctx, shard, entries)
+			total += n
+			if err != nil {
+				return total, err
+			}
 		}
 	}
 	return total, nil
 }
 
-func (r *Relay) relayShard(ctx context.Context, shard int) (int, error) {
-	entries, err := r.Store.ReadOutbox(ctx, shard, r.Batch)
-	if err != nil || len(entries) == 0 {
-		return 0, err
-	}
+func (r *Relay) relayShard(ctx context.Context, shard int, entries []tracker.OutboxEntry) (int, error) {
 	js := r.Bus.JetStream()
 	futures := make([]jetstream.PubAckFuture, 0, len(entries))
 	for _, e := range entries {
