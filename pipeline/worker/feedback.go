@@ -12,6 +12,7 @@ import (
 	"github.com/takedown-eu/takedown/metrics"
 	"github.com/takedown-eu/takedown/pipeline"
 	"github.com/takedown-eu/takedown/pipeline/bus"
+	"github.com/takedown-eu/takedown/tracker"
 )
 
 // MaxClockSkew is how far in the future a provider's time of action may
@@ -52,9 +53,27 @@ func (w *Feedback) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
 		return bus.Done()
 	case errors.As(err, &rej):
 		return bus.Park(rej.Reason, rej.Error())
+	case errors.Is(err, tracker.ErrNotYetDelivered):
+		// The provider answered before the delivery record was written,
+		// which takes milliseconds: look again soon, then back off.
+		n := 1
+		if meta, merr := msg.Metadata(); merr == nil {
+			n = int(meta.NumDelivered)
+		}
+		return bus.Retry(earlyBackoff(n), err)
 	default:
 		return bus.Retry(0, err)
 	}
+}
+
+// earlyBackoff is the retry delay of feedback that overtook its delivery
+// record, after n deliveries: 25ms doubling up to 30s.
+func earlyBackoff(n int) time.Duration {
+	d := 25 * time.Millisecond
+	for i := 1; i < n && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
 }
 
 // Rejection is feedback or an action refused for good, with a short reason

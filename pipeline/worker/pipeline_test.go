@@ -197,3 +197,26 @@ func TestBlockedResumedWithdrawn(t *testing.T) {
 		t.Errorf("received event notice: %v", body)
 	}
 }
+
+func TestFeedbackOvertakingItsDeliveryRecordIsApplied(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.start(nil)
+	// The notice is recorded but its delivery not yet: the provider's
+	// removal arrives first and must be retried, not refused.
+	n := testenv.Notice("de-bka", "REF-early", "videohost", pipeline.KindRemovalOrder)
+	if _, err := h.store.Create(ctx, &n, testenv.JSON(n), t0, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	h.feedback(removed(n.ID(), "videohost", t0.Add(time.Second)))
+	testenv.WaitFor(t, 10*time.Second, "the early removal retried", func() bool {
+		return testutil.ToFloat64(h.metrics.Removals.WithLabelValues("removal_order", "videohost", "in_time")) == 0 && h.state(n.ID()) == pipeline.StateReceived
+	})
+	if _, err := h.store.Delivered(ctx, n.ID(), t0, time.Hour, t0.Add(time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(n.ID(), pipeline.StateRemoved)
+	if got := len(h.streamMsgs(bus.Parked, "takedown.parked.>")); got != 0 {
+		t.Fatalf("%d messages parked", got)
+	}
+}
