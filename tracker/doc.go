@@ -15,7 +15,7 @@
 //	td:{<shard>}:b:<id>     string: the notice's JSON (apart, so the hash stays compact)
 //	td:{<shard>}:a:<id>     list: the notice's latest delivery attempts
 //	td:{<shard>}:t:<id>     list: the notice's events, for reads
-//	td:{<shard>}:by:…       zsets: listing indexes by issuer, provider, all
+//	td:{<shard>}:by:…       zsets: listing indexes by issuer and by provider
 //	td:{endpoints}:disabled hash: webhook endpoints turned off (410 Gone)
 //
 // Every transition is one Lua script (scripts/*.lua, with a shared

@@ -25,7 +25,6 @@ func (k keys) timeline(id string) string         { return k.prefix + "t:" + id }
 func (k keys) body(id string) string             { return k.prefix + "b:" + id }
 func (k keys) byIssuer(issuer string) string     { return k.prefix + "by:issuer:" + issuer }
 func (k keys) byProvider(provider string) string { return k.prefix + "by:provider:" + provider }
-func (k keys) byAll() string                     { return k.prefix + "by:all" }
 
 // transition is the KEYS list every transition script takes (see
 // scripts/prelude.lua).

@@ -72,6 +72,9 @@ type Query struct {
 	Overdue  *bool
 	// From and To bound the creation time (inclusive, exclusive).
 	From, To time.Time
+	// AllIssuers lists every issuer, for a listing scoped by neither
+	// issuer nor provider (operators): the per-issuer indexes are merged.
+	AllIssuers []string
 	// Limit is the page size: default 50, at most 500.
 	Limit int
 	// Cursor continues a previous page ("" for the first).
@@ -127,14 +130,21 @@ func (s *Store) List(ctx context.Context, q Query) (Page, error) {
 		}
 		after = &c
 	}
-	index := func(k keys) string {
+	// The indexes to merge: one per shard, or for an unscoped listing one
+	// per issuer and shard.
+	var sources []string
+	for i := range s.shards {
+		k := shardKeys(i)
 		switch {
 		case q.Issuer != "":
-			return k.byIssuer(q.Issuer)
+			sources = append(sources, k.byIssuer(q.Issuer))
 		case q.Provider != "":
-			return k.byProvider(q.Provider)
+			sources = append(sources, k.byProvider(q.Provider))
+		default:
+			for _, is := range q.AllIssuers {
+				sources = append(sources, k.byIssuer(is))
+			}
 		}
-		return k.byAll()
 	}
 	maxScore := "+inf"
 	if !q.To.IsZero() {
@@ -148,18 +158,20 @@ func (s *Store) List(ctx context.Context, q Query) (Page, error) {
 		minScore = strconv.FormatInt(q.From.UnixMilli(), 10)
 	}
 	var page Page
-	var last cursor // index position of the last item on the page
+	var last cursor // index position of the last entry looked at
 	batch := int64(q.Limit + 1)
-	offsets := make([]int64, s.shards)
-	exhausted := make([]bool, s.shards)
+	offsets := make([]int64, len(sources))
+	exhausted := make([]bool, len(sources))
+	lastFetched := make([]int64, len(sources))
 	pending := []cursor{}
-	for rounds := 0; rounds < 20 && len(page.Items) <= q.Limit; rounds++ {
-		// Fetch the next batch of each shard's index.
-		cmds := make([]*redis.ZSliceCmd, s.shards)
+	done := func() bool { return allTrue(exhausted) && len(pending) == 0 }
+	for rounds := 0; rounds < 20 && !done(); rounds++ {
+		// Fetch the next batch of each index.
+		cmds := make([]*redis.ZSliceCmd, len(sources))
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i := range s.shards {
+			for i, key := range sources {
 				if !exhausted[i] {
-					cmds[i] = p.ZRevRangeByScoreWithScores(ctx, index(shardKeys(i)), &redis.ZRangeBy{Max: maxScore, Min: minScore, Offset: offsets[i], Count: batch})
+					cmds[i] = p.ZRevRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Max: maxScore, Min: minScore, Offset: offsets[i], Count: batch})
 				}
 			}
 			return nil
@@ -178,6 +190,7 @@ func (s *Store) List(ctx context.Context, q Query) (Page, error) {
 			}
 			for _, z := range zs {
 				e := cursor{int64(z.Score), z.Member.(string)}
+				lastFetched[i] = e.ms
 				if after == nil || after.before(e) {
 					pending = append(pending, e)
 				}
@@ -192,14 +205,13 @@ func (s *Store) List(ctx context.Context, q Query) (Page, error) {
 			}
 			return 0
 		})
-		// Entries are final only down to the newest one a non-exhausted
-		// shard might still precede.
+		// Entries are final only down to where an index not yet read to
+		// its end might still hold newer ones.
 		safe := len(pending)
-		for i := range s.shards {
-			if !exhausted[i] && offsets[i] > 0 {
-				// The shard's last fetched entry bounds what is known.
+		for i := range sources {
+			if !exhausted[i] {
 				for j, e := range pending {
-					if e.ms <= lastScore(cmds[i]) {
+					if e.ms <= lastFetched[i] {
 						safe = min(safe, j)
 						break
 					}
@@ -216,33 +228,23 @@ func (s *Store) List(ctx context.Context, q Query) (Page, error) {
 		}
 		for _, e := range pending[:safe] {
 			rec, ok := recs[e.id]
-			if !ok || !q.matches(rec) {
-				continue
+			if ok && q.matches(rec) {
+				if len(page.Items) == q.Limit {
+					page.NextCursor = last.String()
+					return page, nil
+				}
+				page.Items = append(page.Items, rec)
 			}
-			if len(page.Items) == q.Limit {
-				page.NextCursor = last.String()
-				return page, nil
-			}
-			page.Items = append(page.Items, rec)
 			last = e
 		}
 		pending = pending[safe:]
-		if allTrue(exhausted) && len(pending) == 0 {
-			break
-		}
 	}
-	if len(page.Items) == q.Limit && !(allTrue(exhausted) && len(pending) == 0) {
+	// A full page, or a search cut short by its round limit, continues
+	// from the last entry looked at.
+	if !done() && (len(page.Items) == q.Limit || last != (cursor{})) {
 		page.NextCursor = last.String()
 	}
 	return page, nil
-}
-
-func lastScore(c *redis.ZSliceCmd) int64 {
-	if c == nil || len(c.Val()) == 0 {
-		return 0
-	}
-	zs := c.Val()
-	return int64(zs[len(zs)-1].Score)
 }
 
 func allTrue(b []bool) bool {

@@ -75,7 +75,7 @@ func TestListPagesNewestFirstWithFilters(t *testing.T) {
 	if len(p.Items) != 7 { // i = 0, 6, 12, 18, 24, 30, 36
 		t.Errorf("delivered filedrop notices: %d, want 7", len(p.Items))
 	}
-	p, _ = st.List(ctx, tracker.Query{From: t0.Add(10 * time.Second), To: t0.Add(20 * time.Second), Limit: 100})
+	p, _ = st.List(ctx, tracker.Query{AllIssuers: []string{"de-bka", "fr-pharos"}, From: t0.Add(10 * time.Second), To: t0.Add(20 * time.Second), Limit: 100})
 	if len(p.Items) != 10 {
 		t.Errorf("time range [10s, 20s): %d notices, want 10", len(p.Items))
 	}
@@ -122,5 +122,44 @@ func TestTimelineAndAttempts(t *testing.T) {
 	}
 	if diff := cmp.Diff([]tracker.Attempt{att, ok}, attempts); diff != "" {
 		t.Errorf("attempts (-want +got):\n%s", diff)
+	}
+}
+
+// A selective filter far down the index: a page may come back short, but
+// its cursor leads on until the match is found and the listing ends.
+func TestListSelectiveFilterReachesTheEnd(t *testing.T) {
+	ctx := context.Background()
+	st, _ := newStore(t)
+	ref := testenv.Notice("de-bka", "SEL-referral", "videohost", pipeline.KindReferral)
+	if _, err := st.Create(ctx, &ref, testenv.JSON(ref), t0, t0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 400 {
+		n := testenv.Notice("fr-pharos", fmt.Sprintf("SEL-%03d", i), "videohost", pipeline.KindRemovalOrder)
+		at := t0.Add(time.Duration(i+1) * time.Second)
+		if _, err := st.Create(ctx, &n, testenv.JSON(n), at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := tracker.Query{AllIssuers: []string{"de-bka", "fr-pharos"}, Kind: pipeline.KindReferral, Limit: 1}
+	var found []string
+	for pages := 0; ; pages++ {
+		p, err := st.List(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Items {
+			found = append(found, r.ID)
+		}
+		if p.NextCursor == "" {
+			break
+		}
+		if pages > 100 {
+			t.Fatal("listing does not end")
+		}
+		q.Cursor = p.NextCursor
+	}
+	if len(found) != 1 || found[0] != ref.ID() {
+		t.Fatalf("found %v, want the one referral", found)
 	}
 }

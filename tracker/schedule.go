@@ -81,8 +81,13 @@ func (s *Store) getMany(ctx context.Context, ids []string, withBody bool) (map[s
 	for i, c := range cmds {
 		if m := c.Val(); len(m) > 0 {
 			rec := parseRecord(m)
+			rec.ID = ids[i] // the key names it; the hash does not repeat it
 			if withBody {
-				rec.Body = []byte(bodies[i].Val())
+				body, err := s.zdec.DecodeAll([]byte(bodies[i].Val()), nil)
+				if err != nil {
+					return nil, fmt.Errorf("body of %s: %w", ids[i], err)
+				}
+				rec.Body = body
 			}
 			out[ids[i]] = rec
 		}
@@ -101,7 +106,7 @@ func parseRecord(m map[string]string) Record {
 	n := func(f string) int64 { v, _ := strconv.ParseInt(m[f], 10, 64); return v }
 	return Record{
 		Snapshot: pipeline.Snapshot{
-			ID: m["id"], Version: n("v"), State: pipeline.State(m["state"]), Kind: pipeline.Kind(m["kind"]),
+			Version: n("v"), State: pipeline.State(m["state"]), Kind: pipeline.Kind(m["kind"]),
 			Issuer: m["issuer"], Provider: m["provider"], CreatedAt: ms("created"),
 			ClockStart: ms("clock"), Deadline: ms("deadline"), Window: time.Duration(n("window")) * time.Millisecond,
 			Deliveries: int(n("deliveries")), LastDelivery: ms("last_delivery"), Reminders: int(n("reminders")),

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/takedown-eu/takedown/pipeline"
@@ -27,6 +28,10 @@ type Store struct {
 	rdb     redis.UniversalClient
 	shards  int
 	scripts scripts
+	// Notice bodies are stored zstd-compressed: they are most of a
+	// notice's memory and read only on delivery and by the API.
+	zenc *zstd.Encoder
+	zdec *zstd.Decoder
 }
 
 // New returns a Store over rdb, which may be a single client, a Sentinel
@@ -38,7 +43,15 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.Shards < 1 || cfg.Shards > 1024 {
 		return nil, fmt.Errorf("tracker: shards must be between 1 and 1024, got %d", cfg.Shards)
 	}
-	return &Store{rdb: rdb, shards: cfg.Shards, scripts: loadScripts()}, nil
+	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, fmt.Errorf("tracker: %w", err)
+	}
+	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
+	if err != nil {
+		return nil, fmt.Errorf("tracker: %w", err)
+	}
+	return &Store{rdb: rdb, shards: cfg.Shards, scripts: loadScripts(), zenc: zenc, zdec: zdec}, nil
 }
 
 // Shards is the configured shard count.
@@ -156,10 +169,10 @@ func details(e pipeline.Event) string {
 func (s *Store) Create(ctx context.Context, n *pipeline.Notice, body []byte, now, firstFollowUp time.Time) (int64, error) {
 	id := n.ID()
 	k := s.keysFor(id)
-	keys := append(k.transition(id), k.byIssuer(n.Issuer), k.byProvider(n.Provider), k.byAll())
+	keys := append(k.transition(id), k.byIssuer(n.Issuer), k.byProvider(n.Provider))
 	r, err := s.runKeys(ctx, s.scripts.create, keys, id, now,
 		pipeline.FingerprintOf(body), string(n.Kind), n.Issuer, n.Provider, n.Reference,
-		firstFollowUp.UnixMilli(), string(body), `{"notice":`+string(body)+`}`)
+		firstFollowUp.UnixMilli(), s.zenc.EncodeAll(body, nil), `{"notice":`+string(body)+`}`)
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", id, err)
 	}

@@ -216,6 +216,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, "validation", "Invalid query", "", fields)
 		return
 	}
+	for _, is := range s.cfg.Dir.Issuers {
+		q.AllIssuers = append(q.AllIssuers, is.ID)
+	}
 	page, err := s.cfg.Store.List(r.Context(), q)
 	if errors.Is(err, tracker.ErrBadCursor) {
 		fieldProblem(w, "cursor", "is not a cursor from a previous page")

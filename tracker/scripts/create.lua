@@ -1,7 +1,7 @@
 -- create: record a new notice as received, or report a duplicate or a
--- conflict. KEYS: see prelude, and KEYS[11..13] the listing indexes
--- td:{s}:by:issuer:<issuer>, td:{s}:by:provider:<provider>, td:{s}:by:all
--- (zsets scored by creation time, ms).
+-- conflict. KEYS: see prelude, and KEYS[11..12] the listing indexes
+-- td:{s}:by:issuer:<issuer> and td:{s}:by:provider:<provider> (zsets scored
+-- by creation time, ms).
 -- ARGV[4] fingerprint, [5] kind, [6] issuer, [7] provider, [8] reference,
 -- [9] first follow-up (ms), [10] notice JSON, [11] event details JSON.
 -- Returns {'ok', version} | {'dup', state} | {'conflict', state}.
@@ -13,10 +13,10 @@ if redis.call('EXISTS', N) == 1 then
 end
 -- The body lives in its own key so that the hash keeps only short fields
 -- (Redis stores such hashes compactly).
-redis.call('HSET', N, 'id', ID, 'v', 0, 'state', 'received', 'fp', fp, 'kind', ARGV[5],
+redis.call('HSET', N, 'v', 0, 'state', 'received', 'fp', fp, 'kind', ARGV[5],
   'issuer', ARGV[6], 'provider', ARGV[7], 'ref', ARGV[8], 'created', NOW)
 redis.call('SET', BODY, ARGV[10])
 redis.call('HINCRBY', CNT, 'received', 1)
 redis.call('ZADD', DUE, ARGV[9], ID)
-for i = 11, 13 do redis.call('ZADD', KEYS[i], NOW, ID) end
+for i = 11, 12 do redis.call('ZADD', KEYS[i], NOW, ID) end
 return {'ok', emit('received', ARGV[11])}
