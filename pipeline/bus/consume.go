@@ -241,8 +241,12 @@ func deliveries(meta *jetstream.MsgMetadata) int {
 
 // Backoff is the redelivery delay after n deliveries: 250ms doubling up to
 // 30s.
-func Backoff(n int) time.Duration {
-	d := 250 * time.Millisecond
+func Backoff(n int) time.Duration { return BackoffFrom(250*time.Millisecond, n) }
+
+// BackoffFrom is a redelivery delay after n deliveries starting at base and
+// doubling up to 30s, for causes known to pass sooner than most.
+func BackoffFrom(base time.Duration, n int) time.Duration {
+	d := base
 	for i := 1; i < n && d < 30*time.Second; i++ {
 		d *= 2
 	}

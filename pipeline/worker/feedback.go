@@ -68,13 +68,7 @@ func (w *Feedback) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
 
 // earlyBackoff is the retry delay of feedback that overtook its delivery
 // record, after n deliveries: 25ms doubling up to 30s.
-func earlyBackoff(n int) time.Duration {
-	d := 25 * time.Millisecond
-	for i := 1; i < n && d < 30*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 30*time.Second)
-}
+func earlyBackoff(n int) time.Duration { return bus.BackoffFrom(25*time.Millisecond, n) }
 
 // Rejection is feedback or an action refused for good, with a short reason
 // from a bounded set (it labels metrics and parked messages).
