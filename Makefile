@@ -31,6 +31,9 @@ fuzz:
 	@for t in FuzzDecodeNotice FuzzDecodeFeedback FuzzDecodeIntake FuzzParseDirectory; do \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pipeline/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./cmd/takedownd/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./notifier/signature/
+	@for t in FuzzFeedbackBody FuzzNoticeBody; do \
+	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pipeline/api/ || exit 1; done
 
 ## bench: micro-benchmarks of the hot paths, then the load run (raw ceilings, end to end, open loop,
 ## Redis memory, scheduler with 1,000,000 open notices); BENCH_FLAGS passes flags to takedown-bench

@@ -334,41 +334,35 @@ func TestTokenDigest(t *testing.T) {
 	}
 }
 
+// fuzzPost sends body as principal and fails on any server error but 503
+// (which a client is told to retry).
+func fuzzPost(t *testing.T, url, principal, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tokens[principal])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 500 && resp.StatusCode != 503 {
+		t.Fatalf("status %d for %q", resp.StatusCode, body)
+	}
+}
+
 func FuzzFeedbackBody(f *testing.F) {
 	f.Add(`{"schema":"takedown.feedback/v1","notice_id":"` + pipeline.NoticeID("de-bka", "x") + `","provider":"videohost","type":"acknowledged"}`)
 	f.Add(`{"schema":"takedown.feedback/v1"}`)
 	srv := fuzzServer(f)
-	f.Fuzz(func(t *testing.T, body string) {
-		id := pipeline.NoticeID("de-bka", "fuzz")
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/notices/"+id+"/feedback", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tokens["provider:videohost"])
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode >= 500 && resp.StatusCode != 503 {
-			t.Fatalf("status %d for %q", resp.StatusCode, body)
-		}
-	})
+	url := srv.URL + "/v1/notices/" + pipeline.NoticeID("de-bka", "fuzz") + "/feedback"
+	f.Fuzz(func(t *testing.T, body string) { fuzzPost(t, url, "provider:videohost", body) })
 }
 
 func FuzzNoticeBody(f *testing.F) {
 	f.Add(string(testenv.JSON(notice("de-bka", "F-1", "videohost"))))
 	f.Add(`{"schema":"takedown.notice/v1","kind":"referral"}`)
 	srv := fuzzServer(f)
-	f.Fuzz(func(t *testing.T, body string) {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/notices", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tokens["issuer:de-bka"])
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode >= 500 && resp.StatusCode != 503 {
-			t.Fatalf("status %d for %q", resp.StatusCode, body)
-		}
-	})
+	f.Fuzz(func(t *testing.T, body string) { fuzzPost(t, srv.URL+"/v1/notices", "issuer:de-bka", body) })
 }
 
 // The response validation itself must catch a body that breaks the
