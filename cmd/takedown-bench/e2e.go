@@ -129,6 +129,16 @@ func startPipeline(e *env, workers int) *pipelineRun {
 
 func (p *pipelineRun) stop() { p.cancel(); p.wg.Wait() }
 
+// measured starts the event collector, then the pipeline; stop ends both.
+func measured(ctx context.Context, e *env, o options) (*collector, func(), error) {
+	col, err := collect(ctx, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := startPipeline(e, o.workers)
+	return col, func() { p.stop(); col.stop() }, nil
+}
+
 func benchNotice(ref string, i int) pipeline.Notice {
 	return pipeline.Notice{
 		Schema: pipeline.NoticeSchema, Kind: pipeline.KindRemovalOrder, Issuer: "bench", Reference: ref,
@@ -168,13 +178,11 @@ type e2eResult struct {
 
 func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error) {
 	r := e2eResult{notices: o.notices, workers: o.workers}
-	col, err := collect(ctx, e)
+	col, stop, err := measured(ctx, e, o)
 	if err != nil {
 		return r, err
 	}
-	defer col.stop()
-	p := startPipeline(e, o.workers)
-	defer p.stop()
+	defer stop()
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -242,13 +250,11 @@ type openResult struct {
 
 func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error) {
 	r := openResult{rate: o.openRate, duration: o.openFor}
-	col, err := collect(ctx, e)
+	col, stop, err := measured(ctx, e, o)
 	if err != nil {
 		return r, err
 	}
-	defer col.stop()
-	p := startPipeline(e, o.workers)
-	defer p.stop()
+	defer stop()
 	n := int(o.openFor.Seconds() * float64(o.openRate))
 	r.notices = n
 	ids := make([]string, n)
