@@ -139,8 +139,19 @@ func (b *Bus) Run(ctx context.Context, cons jetstream.Consumer, cfg RunConfig, h
 		case <-stop:
 		}
 	}()
-	sem := make(chan struct{}, cfg.Workers)
+	// Long-lived workers rather than a goroutine per message: each
+	// worker's stack grows once, not once per message.
+	msgs := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
+	for range cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for msg := range msgs {
+				b.handle(ctx, msg, cfg, h)
+			}
+		}()
+	}
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -161,13 +172,9 @@ func (b *Bus) Run(ctx context.Context, cons jetstream.Consumer, cfg RunConfig, h
 			}
 			continue
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			b.handle(ctx, msg, cfg, h)
-		}()
+		msgs <- msg
 	}
+	close(msgs)
 	wg.Wait()
 	return nil
 }
