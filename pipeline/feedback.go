@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/google/uuid"
@@ -197,8 +198,10 @@ func DecodeIntake(data []byte) (Intake, error) {
 		Schema string `json:"schema"`
 	}
 	// A first, lenient pass only finds the schema; the strict decoder below
-	// reports everything else.
-	if len(data) <= MaxNoticeBytes {
+	// reports everything else. Most intake is notices: a body that
+	// contains neither the action schema's name nor any escape (which
+	// could spell it otherwise) is no action and skips that pass.
+	if len(data) <= MaxNoticeBytes && (bytes.Contains(data, []byte(ActionSchema)) || bytes.IndexByte(data, '\\') >= 0) {
 		_ = jsonUnmarshalLenient(data, &head)
 	}
 	if head.Schema == ActionSchema {

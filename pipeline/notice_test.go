@@ -197,6 +197,13 @@ func TestDecodeIntakeDispatchesOnSchema(t *testing.T) {
 	if err != nil || in.Notice == nil {
 		t.Fatalf("notice: %+v %v", in, err)
 	}
+	// The schema spelt with JSON escapes is still an action.
+	for _, schema := range []string{`takedown.action\/v1`, `\u0074akedown.action/v1`} {
+		in, err = pipeline.DecodeIntake([]byte(`{"schema":"` + schema + `","notice_id":"` + id + `","issuer":"de-bka","type":"withdraw"}`))
+		if err != nil || in.Action == nil {
+			t.Errorf("action with schema %s: %+v %v", schema, in, err)
+		}
+	}
 	_, err = pipeline.DecodeIntake([]byte(`{"schema":"takedown.action/v1","notice_id":"` + id + `","issuer":"de-bka","type":"clarify"}`))
 	if diff := cmp.Diff([]string{"explanation"}, fields(err)); diff != "" {
 		t.Errorf("clarify without explanation (-want +got):\n%s", diff)
