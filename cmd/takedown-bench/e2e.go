@@ -173,6 +173,7 @@ type e2eResult struct {
 	delivered, removed percentiles
 	cpuPer1000         time.Duration
 	redisPer1000       time.Duration
+	redisCommands      []commandStat
 	workers            int
 }
 
@@ -199,6 +200,9 @@ func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error
 		n := benchNotice(fmt.Sprintf("E2E-%07d", i), i)
 		ids[i], bodies[i] = n.ID(), mustJSON(n)
 	}
+	if err := e.rdb.ConfigResetStat(ctx).Err(); err != nil {
+		return r, err
+	}
 	cpu0, redis0 := e.cpu(), procCPU(e.redis.PID())
 	start := time.Now()
 	for i, id := range ids {
@@ -215,6 +219,9 @@ func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error
 	}
 	r.cpuPer1000 = (e.cpu() - cpu0) * 1000 / time.Duration(o.notices)
 	r.redisPer1000 = (procCPU(e.redis.PID()) - redis0) * 1000 / time.Duration(o.notices)
+	if r.redisCommands, err = commandStats(ctx, e); err != nil {
+		return r, err
+	}
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	var last time.Time
@@ -238,7 +245,16 @@ func (r e2eResult) print(w io.Writer, raw rawResult) {
 	fmt.Fprintf(w, "  submit→delivered             %s\n", r.delivered)
 	fmt.Fprintf(w, "  submit→removed               %s\n", r.removed)
 	fmt.Fprintf(w, "  CPU per 1,000 notices        %10.3f s (this process: workers, embedded NATS server, simulated providers; and redis-server: %.3f s)\n", r.cpuPer1000.Seconds(), r.redisPer1000.Seconds())
-	fmt.Fprintf(w, "  pipeline ÷ raw publish       %10.4f (1/%.1f; target ≥ 1/20)\n\n", r.perSec/raw.publishPerSec, raw.publishPerSec/r.perSec)
+	for i, c := range r.redisCommands {
+		if i == 4 {
+			break
+		}
+		fmt.Fprintf(w, "    redis %-22s %10.3f s (%d calls, %.1f µs each)\n", c.name, float64(c.usec)/1e6*1000/float64(r.notices), c.calls, float64(c.usec)/float64(max(c.calls, 1)))
+	}
+	if raw.publishPerSec > 0 {
+		fmt.Fprintf(w, "  pipeline ÷ raw publish       %10.4f (1/%.1f; target ≥ 1/20)\n", r.perSec/raw.publishPerSec, raw.publishPerSec/r.perSec)
+	}
+	fmt.Fprintln(w)
 }
 
 type openResult struct {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -156,4 +157,41 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%d CPUs (%s), %s, %s", runtime.NumCPU(), model, runtime.Version(), time.Now().UTC().Format(time.RFC3339))
+}
+
+// commandStat is redis-server's own account of one command: calls and
+// microseconds spent executing them (scripts include their inner calls).
+type commandStat struct {
+	name  string
+	calls int64
+	usec  int64
+}
+
+// commandStats reads INFO commandstats, busiest command first.
+func commandStats(ctx context.Context, e *env) ([]commandStat, error) {
+	info, err := e.rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []commandStat
+	for _, l := range strings.Split(info, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(l, "cmdstat_"), ":")
+		if !ok || !strings.HasPrefix(l, "cmdstat_") {
+			continue
+		}
+		st := commandStat{name: name}
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "calls":
+				st.calls = n
+			case "usec":
+				st.usec = n
+			}
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].usec > out[j].usec })
+	return out, nil
 }

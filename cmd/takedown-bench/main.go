@@ -29,6 +29,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -53,7 +55,18 @@ type options struct {
 	probes        int
 	memoryNotices int
 	skipScheduler bool
+	only          map[string]bool
 	cpuProfile    string
+}
+
+// parts of a run, in order; -only selects some.
+var parts = []string{"raw", "e2e", "open", "memory", "scheduler"}
+
+func (o options) runs(part string) bool {
+	if part == "scheduler" && o.skipScheduler {
+		return false
+	}
+	return len(o.only) == 0 || o.only[part]
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -69,9 +82,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.probes, "probes", 20000, "notices whose escalations are timed in the scheduler run")
 	fs.IntVar(&o.memoryNotices, "memory-notices", 100000, "open notices used to measure Redis memory per notice")
 	fs.BoolVar(&o.skipScheduler, "skip-scheduler", false, "skip the scheduler-at-scale run")
+	only := fs.String("only", "", "comma-separated parts to run ("+strings.Join(parts, ",")+"); default all")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the end-to-end run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *only != "" {
+		o.only = map[string]bool{}
+		for _, p := range strings.Split(*only, ",") {
+			if !slices.Contains(parts, p) {
+				return fmt.Errorf("-only: unknown part %q (parts: %s)", p, strings.Join(parts, ","))
+			}
+			o.only[p] = true
+		}
 	}
 	env, err := startEnv(ctx, stderr)
 	if err != nil {
@@ -80,31 +103,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer env.close()
 	fmt.Fprintf(stdout, "takedown-bench: %s\n\n", machine())
 
-	raw, err := measureRaw(ctx, env, o)
-	if err != nil {
-		return fmt.Errorf("raw: %w", err)
+	var raw rawResult
+	if o.runs("raw") {
+		if raw, err = measureRaw(ctx, env, o); err != nil {
+			return fmt.Errorf("raw: %w", err)
+		}
+		raw.print(stdout)
 	}
-	raw.print(stdout)
-
-	e2e, err := measureClosedLoop(ctx, env, o)
-	if err != nil {
-		return fmt.Errorf("end to end: %w", err)
+	if o.runs("e2e") {
+		e2e, err := measureClosedLoop(ctx, env, o)
+		if err != nil {
+			return fmt.Errorf("end to end: %w", err)
+		}
+		e2e.print(stdout, raw)
 	}
-	e2e.print(stdout, raw)
-
-	open, err := measureOpenLoop(ctx, env, o)
-	if err != nil {
-		return fmt.Errorf("open loop: %w", err)
+	if o.runs("open") {
+		open, err := measureOpenLoop(ctx, env, o)
+		if err != nil {
+			return fmt.Errorf("open loop: %w", err)
+		}
+		open.print(stdout)
 	}
-	open.print(stdout)
-
-	mem, err := measureMemory(ctx, env, o)
-	if err != nil {
-		return fmt.Errorf("memory: %w", err)
+	if o.runs("memory") {
+		mem, err := measureMemory(ctx, env, o)
+		if err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
+		mem.print(stdout)
 	}
-	mem.print(stdout)
-
-	if !o.skipScheduler {
+	if o.runs("scheduler") {
 		sch, err := measureScheduler(ctx, env, o)
 		if err != nil {
 			return fmt.Errorf("scheduler: %w", err)
