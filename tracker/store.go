@@ -25,7 +25,11 @@ type Config struct {
 // Store is the Redis tracker. It is safe for concurrent use; it does not
 // own the client, so Close the client yourself.
 type Store struct {
-	rdb     redis.UniversalClient
+	rdb redis.UniversalClient
+	// ap runs the transition scripts: the client's autopipeliner when it
+	// has one, so that scripts called concurrently (many workers, one
+	// notice each) share round trips instead of taking one each.
+	ap      redis.Scripter
 	shards  int
 	scripts scripts
 	// Notice bodies are stored zstd-compressed: they are most of a
@@ -51,7 +55,30 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tracker: %w", err)
 	}
-	return &Store{rdb: rdb, shards: cfg.Shards, scripts: loadScripts(), zenc: zenc, zdec: zdec}, nil
+	return &Store{rdb: rdb, ap: autoPipeliner(rdb), shards: cfg.Shards, scripts: loadScripts(), zenc: zenc, zdec: zdec}, nil
+}
+
+// autoPipeliner returns rdb's blocking autopipeliner, which batches the
+// commands of concurrent callers into pipelines (each caller still waits
+// for its own reply), or rdb itself when it has none. The autopipeliner
+// belongs to the client and is closed with it.
+func autoPipeliner(rdb redis.UniversalClient) redis.Scripter {
+	var (
+		ap  *redis.AutoPipeliner
+		err error
+	)
+	switch c := rdb.(type) {
+	case *redis.Client:
+		ap, err = c.AutoPipeline()
+	case *redis.ClusterClient:
+		ap, err = c.AutoPipeline()
+	default:
+		return rdb
+	}
+	if err != nil {
+		return rdb
+	}
+	return ap
 }
 
 // Shards is the configured shard count.
@@ -96,7 +123,7 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, id string, now time.T
 
 func (s *Store) runKeys(ctx context.Context, sc *redis.Script, keys []string, id string, now time.Time, args ...any) (reply, error) {
 	argv := append([]any{id, now.UnixMilli(), now.UTC().Format(time.RFC3339Nano)}, args...)
-	res, err := sc.Run(ctx, s.rdb, keys, argv...).Slice()
+	res, err := sc.Run(ctx, s.ap, keys, argv...).Slice()
 	if err != nil {
 		return reply{}, err
 	}
