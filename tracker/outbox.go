@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -77,7 +78,12 @@ func outboxEvent(m redis.XMessage) (pipeline.Event, error) {
 	str := func(f string) string { s, _ := m.Values[f].(string); return s }
 	var ev pipeline.Event
 	if x := str("x"); x != "" {
-		if err := json.Unmarshal([]byte(x), &ev); err != nil {
+		// The received event's details are the notice as Create wrote
+		// them (receivedDetails); taking the body as it stands spares
+		// decoding and copying the whole notice for every new notice.
+		if body, ok := strings.CutPrefix(x, receivedPrefix); ok && strings.HasSuffix(body, "}") && str("t") == string(pipeline.EventReceived) {
+			ev.Notice = json.RawMessage(body[:len(body)-1])
+		} else if err := json.Unmarshal([]byte(x), &ev); err != nil {
 			return ev, fmt.Errorf("details: %w", err)
 		}
 	}

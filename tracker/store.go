@@ -199,7 +199,7 @@ func (s *Store) Create(ctx context.Context, n *pipeline.Notice, body []byte, now
 	keys := append(k.transition(id), k.byIssuer(n.Issuer), k.byProvider(n.Provider))
 	r, err := s.runKeys(ctx, s.scripts.create, keys, id, now,
 		pipeline.FingerprintOf(body), string(n.Kind), n.Issuer, n.Provider, n.Reference,
-		firstFollowUp.UnixMilli(), s.zenc.EncodeAll(body, nil), `{"notice":`+string(body)+`}`)
+		firstFollowUp.UnixMilli(), s.zenc.EncodeAll(body, nil), receivedDetails(body))
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", id, err)
 	}
@@ -208,6 +208,14 @@ func (s *Store) Create(ctx context.Context, n *pipeline.Notice, body []byte, now
 	}
 	return r.int(0), nil
 }
+
+// receivedPrefix starts the received event's details, which carry the
+// notice.
+const receivedPrefix = `{"notice":`
+
+// receivedDetails are the received event's details: the notice as
+// submitted (already validated JSON).
+func receivedDetails(body []byte) string { return receivedPrefix + string(body) + "}" }
 
 // Attempt is one delivery attempt as the tracker records it.
 type Attempt struct {

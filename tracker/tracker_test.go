@@ -279,7 +279,8 @@ func TestCountsAndOutbox(t *testing.T) {
 	ctx := context.Background()
 	st, _ := newStore(t)
 	a := created(t, st, testenv.Notice("de-bka", "REF-a", "videohost", pipeline.KindRemovalOrder))
-	b := created(t, st, testenv.Notice("de-bka", "REF-b", "videohost", pipeline.KindRemovalOrder))
+	nb := testenv.Notice("de-bka", "REF-b", "videohost", pipeline.KindRemovalOrder)
+	b := created(t, st, nb)
 	delivered(t, st, a, t0)
 	if _, err := st.ApplyFeedback(ctx, fb(a, "videohost", pipeline.FeedbackRemoved), "", t0.Add(20*time.Minute)); err != nil {
 		t.Fatal(err)
@@ -306,8 +307,8 @@ func TestCountsAndOutbox(t *testing.T) {
 			if e.Event.NoticeID == a {
 				got = append(got, e.Event.ID+" "+string(e.Event.Type)+" "+string(e.Event.State))
 			}
-			if e.Event.NoticeID == b && e.Event.Type == pipeline.EventReceived && len(e.Event.Notice) == 0 {
-				t.Error("received event lacks the notice body")
+			if e.Event.NoticeID == b && e.Event.Type == pipeline.EventReceived && string(e.Event.Notice) != string(testenv.JSON(nb)) {
+				t.Errorf("received event's notice is %s, want the body as created", e.Event.Notice)
 			}
 		}
 	}
