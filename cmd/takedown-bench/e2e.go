@@ -110,14 +110,14 @@ type pipelineRun struct {
 	wg     sync.WaitGroup
 }
 
-func startPipeline(e *env, workers int) *pipelineRun {
+func startPipeline(e *env, o options) *pipelineRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pipelineRun{cancel: cancel}
 	clock := pipeline.SystemClock{}
 	cfg := bus.ConsumerConfig{MaxAckPending: 20000}
-	in := &worker.Intake{Bus: e.bus, Store: e.store, Deliveries: e.deliv, Dir: e.d, Clock: clock, Metrics: e.m, Logger: e.log, Workers: workers, Consumer: cfg}
-	fb := &worker.Feedback{Bus: e.bus, Store: e.store, Dir: e.d, Clock: clock, Metrics: e.m, Logger: e.log, Workers: workers, Consumer: cfg}
-	relay := &worker.Relay{Store: e.store, Bus: e.bus, Metrics: e.m, Logger: e.log, Interval: 5 * time.Millisecond}
+	in := &worker.Intake{Bus: e.bus, Store: e.store, Deliveries: e.deliv, Dir: e.d, Clock: clock, Metrics: e.m, Logger: e.log, Workers: o.workers, Consumer: cfg}
+	fb := &worker.Feedback{Bus: e.bus, Store: e.store, Dir: e.d, Clock: clock, Metrics: e.m, Logger: e.log, Workers: o.workers, Consumer: cfg}
+	relay := &worker.Relay{Store: e.store, Bus: e.bus, Metrics: e.m, Logger: e.log, Linger: o.relayLinger}
 	var provs []providersim.Provider
 	for _, id := range benchProviders {
 		provs = append(provs, providersim.Provider{ID: id, Behaviour: providersim.Prompt})
@@ -138,7 +138,7 @@ func measured(ctx context.Context, e *env, o options) (*collector, func(), error
 	if err != nil {
 		return nil, nil, err
 	}
-	p := startPipeline(e, o.workers)
+	p := startPipeline(e, o)
 	return col, func() { p.stop(); col.stop() }, nil
 }
 

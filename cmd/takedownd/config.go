@@ -30,6 +30,7 @@ type config struct {
 	FeedbackWorkers int
 	MaxDeliver      int
 	SchedulerEvery  time.Duration
+	RelayLinger     time.Duration
 	ShutdownTimeout time.Duration
 	APIRate         float64
 	APIBurst        int
@@ -59,10 +60,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&c.Prefix, "subject-prefix", "takedown", "NATS subject prefix")
 	fs.IntVar(&c.Shards, "shards", 16, "Redis hash-tag shards (fixed for the life of the data)")
 	fs.IntVar(&c.Replicas, "replicas", 1, "JetStream stream replicas (1 on one server, 3 in a cluster)")
-	fs.IntVar(&c.IntakeWorkers, "intake-workers", 8, "intake messages handled concurrently")
-	fs.IntVar(&c.FeedbackWorkers, "feedback-workers", 8, "feedback messages handled concurrently")
+	fs.IntVar(&c.IntakeWorkers, "intake-workers", 32, "intake messages handled concurrently")
+	fs.IntVar(&c.FeedbackWorkers, "feedback-workers", 32, "feedback messages handled concurrently")
 	fs.IntVar(&c.MaxDeliver, "max-deliver", 50, "deliveries of one intake or feedback message before it is parked")
 	fs.DurationVar(&c.SchedulerEvery, "scheduler-interval", time.Second, "time between scheduler passes")
+	fs.DurationVar(&c.RelayLinger, "relay-linger", 5*time.Millisecond, "the relay's pause after a round without a full batch: the most it delays an event, traded for fewer, larger rounds")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight work")
 	fs.Float64Var(&c.APIRate, "api-rate", 20, "API requests per second allowed to each principal")
 	fs.IntVar(&c.APIBurst, "api-burst", 40, "API request burst allowed to each principal")
@@ -148,6 +150,9 @@ func (c *config) validate() error {
 	}
 	if c.SchedulerEvery <= 0 || c.ShutdownTimeout <= 0 {
 		bad("-scheduler-interval and -shutdown-timeout must be positive")
+	}
+	if c.RelayLinger < 0 || c.RelayLinger > time.Second {
+		bad("-relay-linger: %s (want 0 to 1s)", c.RelayLinger)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		bad("-log-level: %q (want debug, info, warn or error)", c.LogLevel)

@@ -212,7 +212,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			Interval: cfg.SchedulerEvery}).Run)
 	}
 	if cfg.has("relay") {
-		start(&relays, relayCtx, "relay", (&worker.Relay{Store: store, Bus: b, Metrics: m, Logger: log}).Run)
+		start(&relays, relayCtx, "relay", (&worker.Relay{Store: store, Bus: b, Metrics: m, Logger: log, Linger: relayLinger(cfg.RelayLinger)}).Run)
 	}
 
 	var runErr error
@@ -388,4 +388,13 @@ func natsConfig(args []string, getenv func(string) string, stdout, stderr io.Wri
 	}
 	_, err = io.WriteString(stdout, out)
 	return err
+}
+
+// relayLinger maps the flag (0: none) to worker.Relay.Linger (0: the
+// default, negative: none).
+func relayLinger(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -234,6 +234,9 @@ func TestConfig(t *testing.T) {
 	if c.Directory != "d.yaml" || c.Shards != 32 || !c.has("intake") || !c.has("scheduler") || c.has("relay") {
 		t.Errorf("env fallback or flag precedence wrong: %+v", c)
 	}
+	if relayLinger(0) >= 0 || relayLinger(c.RelayLinger) != 5*time.Millisecond {
+		t.Errorf("-relay-linger 0 must turn the linger off and the default must be 5ms: %v, %v", relayLinger(0), relayLinger(c.RelayLinger))
+	}
 	for _, tt := range []struct {
 		args []string
 		env  map[string]string
@@ -242,6 +245,7 @@ func TestConfig(t *testing.T) {
 		{[]string{"-roles", "intake,webhooks"}, nil, `unknown role "webhooks"`},
 		{[]string{"-directory", "d", "-redis-url", "http://x"}, nil, "-redis-url"},
 		{[]string{"-directory", "d", "-shards", "0", "-log-level", "loud"}, nil, "-shards"},
+		{[]string{"-directory", "d", "-relay-linger", "-1ms"}, nil, "-relay-linger"},
 		{[]string{"-directory", "d", "-subject-prefix", "a.b"}, nil, "-subject-prefix"},
 		{nil, nil, "-directory: required"},
 		{nil, map[string]string{"TAKEDOWN_SHARDS": "many"}, "TAKEDOWN_SHARDS"},

@@ -29,6 +29,11 @@ type Relay struct {
 	Logger  *slog.Logger
 	// Interval between polls of an empty outbox. Default 50ms.
 	Interval time.Duration
+	// Linger is the pause after a round that left no shard with a full
+	// batch, so that under a steady trickle each round relays a batch
+	// rather than one or two events at a time. It bounds the delay it
+	// adds to an event. Default 5ms; negative for none.
+	Linger time.Duration
 	// Batch is the most events published per shard and round. Default 512.
 	Batch int
 	// LeaseTTL of a shard's relay lease. Default 10s.
@@ -43,6 +48,9 @@ func (r *Relay) defaults() {
 	}
 	if r.Batch == 0 {
 		r.Batch = 512
+	}
+	if r.Linger == 0 {
+		r.Linger = 5 * time.Millisecond
 	}
 	if r.LeaseTTL == 0 {
 		r.LeaseTTL = 10 * time.Second
@@ -62,7 +70,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	bg := context.WithoutCancel(ctx)
 	failing := false
 	for {
-		n, err := r.round(bg, held)
+		n, full, err := r.round(bg, held)
 		switch {
 		case err != nil && !failing:
 			log.Error("relay round failed; events stay in the outbox and are retried", "err", err)
@@ -77,30 +85,45 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			return nil
 		}
-		if n > 0 && err == nil {
-			continue // more may be waiting
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(r.Interval):
+		if wait := r.pause(n, full, err); wait > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
 		}
 	}
+}
+
+// pause is how long to wait after a round that relayed n events: the
+// poll interval after nothing or a failure, nothing when a full batch
+// suggests more is waiting, and the linger otherwise.
+func (r *Relay) pause(n int, full bool, err error) time.Duration {
+	switch {
+	case err != nil || n == 0:
+		return r.Interval
+	case full || r.Linger < 0:
+		return 0
+	}
+	return r.Linger
 }
 
 // RunOnce relays what is in every shard's outbox now and returns how many
 // events it published.
 func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	r.defaults()
-	return r.round(ctx, map[int]time.Time{})
+	n, _, err := r.round(ctx, map[int]time.Time{})
+	return n, err
 }
 
-func (r *Relay) round(ctx context.Context, held map[int]time.Time) (int, error) {
+// round relays each held shard's oldest events once; full reports that
+// some shard had a whole batch waiting (so more may be there).
+func (r *Relay) round(ctx context.Context, held map[int]time.Time) (n int, full bool, err error) {
 	var mine []int
 	for shard := range r.Store.Shards() {
 		if renew, ok := held[shard]; !ok || time.Now().After(renew) {
 			ok, err := r.Store.AcquireShard(ctx, shard, r.Owner, r.LeaseTTL)
 			if err != nil {
-				return 0, err
+				return 0, false, err
 			}
 			if !ok {
 				delete(held, shard)
@@ -113,19 +136,19 @@ func (r *Relay) round(ctx context.Context, held map[int]time.Time) (int, error) 
 	// One round trip reads every held shard's outbox.
 	outboxes, err := r.Store.ReadOutboxes(ctx, mine, r.Batch)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	total := 0
 	for _, shard := range mine {
 		if entries := outboxes[shard]; len(entries) > 0 {
-			n, err := r.relayShard(ctx, shard, entries)
-			total += n
+			full = full || len(entries) >= r.Batch
+			done, err := r.relayShard(ctx, shard, entries)
+			n += done
 			if err != nil {
-				return total, err
+				return n, full, err
 			}
 		}
 	}
-	return total, nil
+	return n, full, nil
 }
 
 func (r *Relay) relayShard(ctx context.Context, shard int, entries []tracker.OutboxEntry) (int, error) {
