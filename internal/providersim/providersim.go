@@ -212,6 +212,9 @@ func (s *Sim) runProvider(ctx context.Context, p Provider) error {
 	}
 	<-ctx.Done()
 	cc.Stop()
+	// The callback may still be starting an answer; Run waits for the
+	// answers only once no callback can add one.
+	<-cc.Closed()
 	return nil
 }
 
