@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.rawMessages, "raw-messages", 200000, "messages for the raw JetStream measurements")
 	fs.IntVar(&o.notices, "notices", 50000, "notices for the closed-loop end-to-end run")
-	fs.IntVar(&o.workers, "workers", 32, "intake and feedback workers")
+	fs.IntVar(&o.workers, "workers", 128, "intake and feedback workers")
 	fs.IntVar(&o.openRate, "rate", 1000, "notices per second in the open-loop run")
 	fs.DurationVar(&o.openFor, "open-for", 20*time.Second, "duration of the open-loop run")
 	fs.IntVar(&o.openNotices, "open-notices", 1000000, "open notices tracked during the scheduler run")
