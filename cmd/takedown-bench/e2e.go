@@ -33,7 +33,7 @@ type collector struct {
 
 func collect(ctx context.Context, e *env) (*collector, error) {
 	c := &collector{delivered: map[string]time.Time{}, removed: map[string]time.Time{}, changed: make(chan struct{}, 1)}
-	cons, err := e.js.OrderedConsumer(ctx, e.bus.StreamName(bus.Events), jetstream.OrderedConsumerConfig{
+	cons, err := e.watcher.OrderedConsumer(ctx, e.bus.StreamName(bus.Events), jetstream.OrderedConsumerConfig{
 		// Only the two events measured: the received event carries the
 		// whole notice and would cost the measurement more than the rest.
 		FilterSubjects: []string{"takedown.events.bench.*.delivered", "takedown.events.bench.*.removed"},
@@ -122,7 +122,7 @@ func startPipeline(e *env, o options) *pipelineRun {
 	for _, id := range benchProviders {
 		provs = append(provs, providersim.Provider{ID: id, Behaviour: providersim.Prompt})
 	}
-	sim := &providersim.Sim{JS: e.js, Providers: provs, Logger: e.log}
+	sim := &providersim.Sim{JS: e.providers, Providers: provs, Logger: e.log}
 	for _, f := range []func(context.Context) error{in.Run, fb.Run, relay.Run, sim.Run} {
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); _ = f(ctx) }()
@@ -212,11 +212,11 @@ func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error
 		sent[id] = time.Now()
 		m := nats.NewMsg("takedown.intake.bench")
 		m.Data = bodies[i]
-		if _, err := e.js.PublishMsgAsync(m, jetstream.WithMsgID(id)); err != nil {
+		if _, err := e.issuer.PublishMsgAsync(m, jetstream.WithMsgID(id)); err != nil {
 			return r, err
 		}
 	}
-	<-e.js.PublishAsyncComplete()
+	<-e.issuer.PublishAsyncComplete()
 	if err := col.waitRemoved(ctx, ids, 10*time.Minute); err != nil {
 		return r, err
 	}
@@ -290,11 +290,11 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 		// Latency counts from the scheduled time, so a stall here shows.
 		m := nats.NewMsg("takedown.intake.bench")
 		m.Data = mustJSON(nt)
-		if _, err := e.js.PublishMsgAsync(m, jetstream.WithMsgID(nt.ID())); err != nil {
+		if _, err := e.issuer.PublishMsgAsync(m, jetstream.WithMsgID(nt.ID())); err != nil {
 			return r, err
 		}
 	}
-	<-e.js.PublishAsyncComplete()
+	<-e.issuer.PublishAsyncComplete()
 	if err := col.waitRemoved(ctx, ids, 5*time.Minute); err != nil {
 		return r, err
 	}

@@ -52,7 +52,10 @@ type env struct {
 	dir    string
 	ns     *server.Server
 	nc     *nats.Conn
-	js     jetstream.JetStream
+	js     jetstream.JetStream // the pipeline's
+	// The other parties' connections.
+	issuer, providers, watcher jetstream.JetStream
+	conns                      []*nats.Conn
 	bus    *bus.Bus
 	redis  *redisserver.Server
 	rdb    *redis.Client
@@ -79,10 +82,20 @@ func startEnv(ctx context.Context, stderr io.Writer) (*env, error) {
 	if !e.ns.ReadyForConnections(10 * time.Second) {
 		return nil, fmt.Errorf("nats not ready")
 	}
-	if e.nc, err = nats.Connect(e.ns.ClientURL()); err != nil {
+	// The pipeline, the submitting issuer, the simulated providers and
+	// the measuring watcher each have their own connection, as they would
+	// in production: one shared connection would serialise all their
+	// traffic through one socket and one read loop on each side.
+	if e.nc, e.js, err = e.connect("takedownd"); err != nil {
 		return nil, err
 	}
-	if e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(8192)); err != nil {
+	if _, e.issuer, err = e.connect("issuer"); err != nil {
+		return nil, err
+	}
+	if _, e.providers, err = e.connect("providers"); err != nil {
+		return nil, err
+	}
+	if _, e.watcher, err = e.connect("watcher"); err != nil {
 		return nil, err
 	}
 	if e.bus, err = bus.New(ctx, e.js, bus.Config{}); err != nil {
@@ -105,6 +118,17 @@ func startEnv(ctx context.Context, stderr io.Writer) (*env, error) {
 	return e, nil
 }
 
+// connect opens one more client connection to the embedded server.
+func (e *env) connect(name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(e.ns.ClientURL(), nats.Name(name))
+	if err != nil {
+		return nil, nil, err
+	}
+	e.conns = append(e.conns, nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	return nc, js, err
+}
+
 func (e *env) close() {
 	if e.rdb != nil {
 		_ = e.rdb.Close()
@@ -112,8 +136,8 @@ func (e *env) close() {
 	if e.redis != nil {
 		e.redis.Stop()
 	}
-	if e.nc != nil {
-		e.nc.Close()
+	for _, nc := range e.conns {
+		nc.Close()
 	}
 	if e.ns != nil {
 		e.ns.Shutdown()
