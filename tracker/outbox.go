@@ -74,8 +74,29 @@ func (s *Store) TrimOutbox(ctx context.Context, shard int, ids ...string) error 
 	return nil
 }
 
+// packedFields are the values of a packed outbox entry ("e"), in the
+// order emit in scripts/prelude.lua writes them; the details come last.
+var packedFields = []string{"n", "v", "t", "at", "st", "is", "pr", "k", "ref", "dl", "run", "ov", "da", "it", "ms", "att", "x"}
+
+var packedIndex = func() map[string]int {
+	m := make(map[string]int, len(packedFields))
+	for i, f := range packedFields {
+		m[f] = i
+	}
+	return m
+}()
+
 func outboxEvent(m redis.XMessage) (pipeline.Event, error) {
 	str := func(f string) string { s, _ := m.Values[f].(string); return s }
+	if packed, ok := m.Values["e"].(string); ok {
+		vals := strings.SplitN(packed, "\x1f", len(packedFields))
+		if len(vals) != len(packedFields) {
+			return pipeline.Event{}, fmt.Errorf("packed entry has %d values, want %d", len(vals), len(packedFields))
+		}
+		str = func(f string) string { return vals[packedIndex[f]] }
+	}
+	// Entries written field by field (before the packed form) read the
+	// same way.
 	var ev pipeline.Event
 	if x := str("x"); x != "" {
 		// The received event's details are the notice as Create wrote

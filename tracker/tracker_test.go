@@ -2,7 +2,9 @@ package tracker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -341,5 +343,56 @@ func TestRelayLeaseIsExclusive(t *testing.T) {
 	}
 	if ok, _ := st.AcquireShard(ctx, 1, "b", time.Minute); !ok {
 		t.Fatal("b could not take a released lease")
+	}
+}
+
+// Entries written one field per value, as before the packed form, are
+// still read: an upgrade does not strand what waits in the outbox.
+func TestOutboxReadsBothEntryForms(t *testing.T) {
+	ctx := context.Background()
+	st, rdb := newStore(t)
+	n := testenv.Notice("de-bka", "REF-forms", "videohost", pipeline.KindRemovalOrder)
+	id := created(t, st, n)
+	delivered(t, st, id, t0)
+	shard := tracker.ShardOf(id, st.Shards())
+	outbox := tracker.TransitionKeys(id, st.Shards())[3]
+	dl := strconv.FormatInt(t0.Add(time.Hour).UnixMilli(), 10)
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: outbox, Values: []any{
+		"n", id, "v", 3, "t", "removed", "at", "2026-11-27T10:20:00Z", "st", "removed", "is", "de-bka", "pr", "videohost",
+		"k", "removal_order", "ref", "REF-forms", "dl", dl, "run", "0", "ov", "0", "da", strconv.FormatInt(t0.UnixMilli(), 10),
+		"x", `{"outcome":"removed"}`, "it", "1", "ms", "1200000",
+	}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := st.ReadOutbox(ctx, shard, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []pipeline.Event
+	for _, e := range entries {
+		if e.Event.NoticeID == id {
+			got = append(got, e.Event)
+		}
+	}
+	if len(got) != 3 {
+		t.Fatalf("read %d events of the notice, want received, delivered (packed) and removed (field by field)", len(got))
+	}
+	dlAt, inTime, secs := t0.Add(time.Hour), true, 1200.0
+	want := []pipeline.Event{
+		{Type: pipeline.EventReceived, Version: 1, State: pipeline.StateReceived, Notice: json.RawMessage(testenv.JSON(n))},
+		{Type: pipeline.EventDelivered, Version: 2, State: pipeline.StateDelivered, Deadline: &dlAt, DeliveredAt: testenv.Time(t0)},
+		{Type: pipeline.EventRemoved, Version: 3, State: pipeline.StateRemoved, DeliveredAt: testenv.Time(t0), Outcome: pipeline.FeedbackRemoved, InTime: &inTime, Seconds: &secs},
+	}
+	for i := range want {
+		w := &want[i]
+		w.Schema, w.NoticeID, w.ID = pipeline.EventSchema, id, pipeline.EventID(id, w.Version)
+		w.Issuer, w.Provider, w.Kind, w.Reference = "de-bka", "videohost", pipeline.KindRemovalOrder, "REF-forms"
+		w.At = got[i].At
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if !got[2].At.Equal(time.Date(2026, 11, 27, 10, 20, 0, 0, time.UTC)) {
+		t.Errorf("removed at %v", got[2].At)
 	}
 }

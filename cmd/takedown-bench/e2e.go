@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"sync"
@@ -195,6 +196,17 @@ func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error
 		defer f.Close()
 		_ = pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if o.memProfile != "" {
+		f, err := os.Create(o.memProfile)
+		if err != nil {
+			return r, err
+		}
+		defer f.Close()
+		// The profile counts from the start of the process; what came
+		// before this run is small beside it.
+		runtime.GC()
+		defer func() { _ = pprof.Lookup("allocs").WriteTo(f, 0) }()
 	}
 	ids := make([]string, o.notices)
 	sent := make(map[string]time.Time, o.notices)

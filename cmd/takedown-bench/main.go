@@ -57,6 +57,7 @@ type options struct {
 	skipScheduler bool
 	only          map[string]bool
 	cpuProfile    string
+	memProfile    string
 	relayLinger   time.Duration
 }
 
@@ -84,6 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.memoryNotices, "memory-notices", 100000, "open notices used to measure Redis memory per notice")
 	fs.BoolVar(&o.skipScheduler, "skip-scheduler", false, "skip the scheduler-at-scale run")
 	only := fs.String("only", "", "comma-separated parts to run ("+strings.Join(parts, ",")+"); default all")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the end-to-end run to this file")
 	fs.DurationVar(&o.relayLinger, "relay-linger", 0, "the relay's pause after a round without a full batch (0: the relay's default)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the end-to-end run to this file")
 	if err := fs.Parse(args); err != nil {
