@@ -49,22 +49,22 @@ providers:
 `
 
 type env struct {
-	dir    string
-	ns     *server.Server
-	nc     *nats.Conn
-	js     jetstream.JetStream // the pipeline's
+	dir string
+	ns  *server.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream // the pipeline's
 	// The other parties' connections.
 	issuer, providers, watcher jetstream.JetStream
 	conns                      []*nats.Conn
-	bus    *bus.Bus
-	redis  *redisserver.Server
-	rdb    *redis.Client
-	store  *tracker.Store
-	d      *pipeline.Directory
-	m      *metrics.Metrics
-	log    *slog.Logger
-	deliv  *worker.Deliveries
-	stderr io.Writer
+	bus                        *bus.Bus
+	redis                      *redisserver.Server
+	rdb                        *redis.Client
+	store                      *tracker.Store
+	d                          *pipeline.Directory
+	m                          *metrics.Metrics
+	log                        *slog.Logger
+	deliv                      *worker.Deliveries
+	stderr                     io.Writer
 }
 
 func startEnv(ctx context.Context, stderr io.Writer) (*env, error) {
