@@ -219,3 +219,41 @@ func commandStats(ctx context.Context, e *env) ([]commandStat, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].usec > out[j].usec })
 	return out, nil
 }
+
+// compactAOF rewrites redis-server's AOF now and waits for the rewrite to
+// finish, so that the writes of one part of the run do not bring a
+// rewrite into the next part's measurement.
+func compactAOF(ctx context.Context, e *env) error {
+	if err := e.rdb.BgRewriteAOF(ctx).Err(); err != nil && !strings.Contains(err.Error(), "already in progress") {
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		info, err := e.rdb.Info(ctx, "persistence").Result()
+		if err != nil {
+			return err
+		}
+		if strings.Contains(info, "aof_rewrite_in_progress:0") && strings.Contains(info, "aof_rewrite_scheduled:0") {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("AOF rewrite still running after 2 minutes")
+}
+
+// aofRewrites is how many AOF rewrites redis-server has started: a rewrite
+// forks a child that competes for the same two cores, so the runs report
+// the rewrites that fell into them.
+func aofRewrites(ctx context.Context, e *env) int {
+	info, err := e.rdb.Info(ctx, "persistence").Result()
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "aof_rewrites:"); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}
