@@ -37,6 +37,11 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// Storage is file (default) or memory.
 	Storage jetstream.StorageType
+	// PublishTry bounds one try of a publish that carries a message id:
+	// a PubAck lost while the connection is re-established is then asked
+	// for again — the id makes the repeat harmless — instead of being
+	// waited for until the caller's deadline. Default 2s.
+	PublishTry time.Duration
 }
 
 func (c *Config) defaults() {
@@ -54,6 +59,9 @@ func (c *Config) defaults() {
 	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = 10 * time.Minute
+	}
+	if c.PublishTry == 0 {
+		c.PublishTry = 2 * time.Second
 	}
 }
 
@@ -162,11 +170,30 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte, h
 	if hdr != nil {
 		m.Header = hdr
 	}
-	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID))
-	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", subject, err)
+	for {
+		tctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTry)
+		ack, err := b.js.PublishMsg(tctx, m, jetstream.WithMsgID(msgID))
+		cancel()
+		if err == nil {
+			return ack, nil
+		}
+		if msgID == "" || ctx.Err() != nil || !retryable(err) {
+			return nil, fmt.Errorf("publish %s: %w", subject, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("publish %s: %w", subject, err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return ack, nil
+}
+
+// retryable reports publish errors that a repeat of the same message may
+// cure: no PubAck in time, or the connection away for a moment.
+func retryable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
 // Park headers describe why a message was parked.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -183,5 +184,61 @@ func TestBackoff(t *testing.T) {
 		if got := bus.Backoff(n); got != want {
 			t.Errorf("Backoff(%d) = %v, want %v", n, got, want)
 		}
+	}
+}
+
+// A PubAck lost on the way back (as when the connection to the server is
+// re-established) is asked for again with the same message id, at once
+// rather than at the caller's deadline. The responder stands in for a
+// stream whose first answer went missing.
+func TestPublishAsksAgainForALostPubAck(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, _, js := testenv.NATS(t)
+	b, err := bus.New(ctx, js, bus.Config{PublishTry: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := testenv.Connect(t, srv.URL())
+	var ids []string
+	var mu sync.Mutex
+	sub, err := other.Subscribe("probe.lost-ack", func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
+		if len(ids) == 2 { // the first answer is lost
+			_ = m.Respond([]byte(`{"stream":"PROBE","seq":7,"duplicate":true}`))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := b.Publish(ctx, "probe.lost-ack", "notice-1.1", []byte("{}"), nil)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	mu.Lock()
+	got := append([]string(nil), ids...)
+	mu.Unlock()
+	if ack.Sequence != 7 || len(got) != 2 || got[0] != "notice-1.1" || got[1] != "notice-1.1" {
+		t.Errorf("ack %+v after requests with ids %v; want sequence 7 after two requests with id notice-1.1", ack, got)
+	}
+
+	// Without a message id a repeat could store the message twice: the
+	// first timeout is final.
+	mu.Lock()
+	ids = nil
+	mu.Unlock()
+	if _, err := b.Publish(ctx, "probe.lost-ack", "", []byte("{}"), nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("publish without id: %v, want the try's deadline", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ids) != 1 {
+		t.Errorf("publish without id sent %d requests, want 1", len(ids))
 	}
 }
