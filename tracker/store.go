@@ -20,6 +20,11 @@ type Config struct {
 	// Shards is the number of hash-tag shards. It must not change while
 	// data exists: a notice's shard is derived from its id. Default 16.
 	Shards int
+	// NoAutoPipeline runs the scripts on the client itself, one round
+	// trip each, instead of through its autopipeliner (which shares round
+	// trips among concurrent callers: less CPU under load, a little more
+	// latency for a lone caller).
+	NoAutoPipeline bool
 }
 
 // Store is the Redis tracker. It is safe for concurrent use; it does not
@@ -55,7 +60,11 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tracker: %w", err)
 	}
-	return &Store{rdb: rdb, ap: autoPipeliner(rdb), shards: cfg.Shards, scripts: loadScripts(), zenc: zenc, zdec: zdec}, nil
+	ap := redis.Scripter(rdb)
+	if !cfg.NoAutoPipeline {
+		ap = autoPipeliner(rdb)
+	}
+	return &Store{rdb: rdb, ap: ap, shards: cfg.Shards, scripts: loadScripts(), zenc: zenc, zdec: zdec}, nil
 }
 
 // autoPipeliner returns rdb's blocking autopipeliner, which batches the

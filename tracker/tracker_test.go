@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -394,5 +395,29 @@ func TestOutboxReadsBothEntryForms(t *testing.T) {
 	}
 	if !got[2].At.Equal(time.Date(2026, 11, 27, 10, 20, 0, 0, time.UTC)) {
 		t.Errorf("removed at %v", got[2].At)
+	}
+}
+
+// Scripts share round trips through the client's autopipeliner (its own
+// pipeline connections) unless the store is told not to.
+func TestScriptsGoThroughTheAutoPipelinerUnlessTurnedOff(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		rdb := testenv.Redis(t)
+		st, err := tracker.New(rdb, tracker.Config{Shards: 4, NoAutoPipeline: off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := testenv.Notice("de-bka", fmt.Sprintf("REF-ap-%v", off), "videohost", pipeline.KindRemovalOrder)
+		id := created(t, st, n)
+		delivered(t, st, id, t0)
+		// Read before Get, which pipelines its reads by itself.
+		pp := rdb.PoolStats().PipelineStats
+		used := pp != nil && pp.Hits+pp.Misses > 0
+		if used == off {
+			t.Errorf("NoAutoPipeline=%v: pipeline connections used by the scripts: %v", off, used)
+		}
+		if rec, err := st.Get(context.Background(), id); err != nil || rec.State != pipeline.StateDelivered {
+			t.Fatalf("NoAutoPipeline=%v: %+v %v", off, rec, err)
+		}
 	}
 }

@@ -19,6 +19,7 @@ type config struct {
 	NATSURL         string
 	NATSListen      string
 	RedisURL        string
+	AutoPipeline    bool
 	Dev             bool
 	DataDir         string
 	Directory       string
@@ -53,6 +54,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty runs an embedded NATS server with JetStream")
 	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server (when -nats-url is empty)")
 	fs.StringVar(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis:// or rediss://)")
+	fs.BoolVar(&c.AutoPipeline, "redis-autopipeline", true, "share Redis round trips among concurrent workers (go-redis autopipelining); false: one round trip per script")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: start a local redis-server child when none answers at -redis-url")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory (embedded NATS store, development Redis)")
 	fs.StringVar(&c.Directory, "directory", "", "issuers and providers file, YAML or JSON (required)")

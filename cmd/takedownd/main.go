@@ -125,7 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 
-	store, err := tracker.New(rdb, tracker.Config{Shards: cfg.Shards})
+	store, err := tracker.New(rdb, tracker.Config{Shards: cfg.Shards, NoAutoPipeline: !cfg.AutoPipeline})
 	if err != nil {
 		return err
 	}

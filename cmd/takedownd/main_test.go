@@ -225,13 +225,13 @@ func TestReadyzFalseWhileRedisDown(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	env := map[string]string{"TAKEDOWN_DIRECTORY": "d.yaml", "TAKEDOWN_SHARDS": "32", "TAKEDOWN_ROLES": "relay"}
+	env := map[string]string{"TAKEDOWN_DIRECTORY": "d.yaml", "TAKEDOWN_SHARDS": "32", "TAKEDOWN_ROLES": "relay", "TAKEDOWN_REDIS_AUTOPIPELINE": "false"}
 	getenv := func(k string) string { return env[k] }
 	c, err := parseConfig([]string{"-roles", "intake,scheduler"}, getenv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Directory != "d.yaml" || c.Shards != 32 || !c.has("intake") || !c.has("scheduler") || c.has("relay") {
+	if c.Directory != "d.yaml" || c.Shards != 32 || !c.has("intake") || !c.has("scheduler") || c.has("relay") || c.AutoPipeline {
 		t.Errorf("env fallback or flag precedence wrong: %+v", c)
 	}
 	if relayLinger(0) >= 0 || relayLinger(c.RelayLinger) != 5*time.Millisecond {
