@@ -171,6 +171,9 @@ func (r *Relay) relayShard(ctx context.Context, shard int, entries []tracker.Out
 	// is published again next round, in order, and deduplicated.
 	done := 0
 	var perr error
+	// One timer for the whole batch, not one per event.
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
 wait:
 	for _, f := range futures {
 		select {
@@ -182,7 +185,7 @@ wait:
 		case <-ctx.Done():
 			perr = ctx.Err()
 			break wait
-		case <-time.After(10 * time.Second):
+		case <-timeout.C:
 			perr = fmt.Errorf("no ack from the events stream within 10s")
 			break wait
 		}
