@@ -271,9 +271,7 @@ func (r e2eResult) print(w io.Writer, raw rawResult) {
 		}
 		fmt.Fprintf(w, "    redis %-22s %10.3f s (%d calls, %.1f µs each)\n", c.name, float64(c.usec)/1e6*1000/float64(r.notices), c.calls, float64(c.usec)/float64(max(c.calls, 1)))
 	}
-	if r.aofRewrites > 0 {
-		fmt.Fprintf(w, "    redis-server rewrote its AOF %d time(s) during the run (a forked child on the same cores)\n", r.aofRewrites)
-	}
+	printAOFRewrites(w, r.aofRewrites)
 	if raw.publishPerSec > 0 {
 		fmt.Fprintf(w, "  pipeline ÷ raw publish       %10.4f (1/%.1f; target ≥ 1/20)\n", r.perSec/raw.publishPerSec, raw.publishPerSec/r.perSec)
 	}
@@ -337,9 +335,7 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 func (r openResult) print(w io.Writer) {
 	fmt.Fprintf(w, "open loop (%d notices/s for %s, %d notices, latency from each scheduled send time)\n", r.rate, r.duration, r.notices)
 	fmt.Fprintf(w, "  submit→delivered             %s  (target p99 ≤ 50ms)\n", r.delivered)
-	if r.aofRewrites > 0 {
-		fmt.Fprintf(w, "    redis-server rewrote its AOF %d time(s) during the run (a forked child on the same cores)\n", r.aofRewrites)
-	}
+	printAOFRewrites(w, r.aofRewrites)
 	fmt.Fprintln(w)
 }
 

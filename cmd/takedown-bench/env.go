@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -220,6 +221,26 @@ func commandStats(ctx context.Context, e *env) ([]commandStat, error) {
 	return out, nil
 }
 
+// info reads the named fields of one INFO section of redis-server.
+func info(ctx context.Context, e *env, section string, fields ...string) (map[string]string, error) {
+	text, err := e.rdb.Info(ctx, section).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(fields))
+	for _, l := range strings.Split(text, "\r\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && slices.Contains(fields, k) {
+			out[k] = v
+		}
+	}
+	for _, f := range fields {
+		if _, ok := out[f]; !ok {
+			return nil, fmt.Errorf("no %s in INFO %s", f, section)
+		}
+	}
+	return out, nil
+}
+
 // compactAOF rewrites redis-server's AOF now and waits for the rewrite to
 // finish, so that the writes of one part of the run do not bring a
 // rewrite into the next part's measurement.
@@ -229,11 +250,11 @@ func compactAOF(ctx context.Context, e *env) error {
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		info, err := e.rdb.Info(ctx, "persistence").Result()
+		st, err := info(ctx, e, "persistence", "aof_rewrite_in_progress", "aof_rewrite_scheduled")
 		if err != nil {
 			return err
 		}
-		if strings.Contains(info, "aof_rewrite_in_progress:0") && strings.Contains(info, "aof_rewrite_scheduled:0") {
+		if st["aof_rewrite_in_progress"] == "0" && st["aof_rewrite_scheduled"] == "0" {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -245,15 +266,17 @@ func compactAOF(ctx context.Context, e *env) error {
 // forks a child that competes for the same two cores, so the runs report
 // the rewrites that fell into them.
 func aofRewrites(ctx context.Context, e *env) int {
-	info, err := e.rdb.Info(ctx, "persistence").Result()
+	st, err := info(ctx, e, "persistence", "aof_rewrites")
 	if err != nil {
 		return 0
 	}
-	for _, l := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(l, "aof_rewrites:"); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
+	n, _ := strconv.Atoi(st["aof_rewrites"])
+	return n
+}
+
+// printAOFRewrites notes the AOF rewrites that fell into a measured part.
+func printAOFRewrites(w io.Writer, n int) {
+	if n > 0 {
+		fmt.Fprintf(w, "    redis-server rewrote its AOF %d time(s) during the run (a forked child on the same cores)\n", n)
 	}
-	return 0
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -44,16 +43,11 @@ func load(ctx context.Context, e *env, prefix string, n int, deadline func(i int
 }
 
 func usedMemory(ctx context.Context, e *env) (int64, error) {
-	info, err := e.rdb.Info(ctx, "memory").Result()
+	st, err := info(ctx, e, "memory", "used_memory")
 	if err != nil {
 		return 0, err
 	}
-	for _, l := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(l, "used_memory:"); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no used_memory in INFO")
+	return strconv.ParseInt(st["used_memory"], 10, 64)
 }
 
 type memResult struct {
