@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"sync"
 	"time"
@@ -284,6 +285,9 @@ type openResult struct {
 	notices     int
 	delivered   percentiles
 	aofRewrites int
+	// CPU of the whole run (this process and redis-server) per 1,000
+	// notices, and redis-server's part of it.
+	cpuPer1000, redisPer1000 time.Duration
 }
 
 func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error) {
@@ -299,6 +303,29 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 	n := int(o.openFor.Seconds() * float64(o.openRate))
 	r.notices = n
 	aof0 := aofRewrites(ctx, e)
+	if o.traceFile != "" {
+		f, err := os.Create(o.traceFile)
+		if err != nil {
+			return r, err
+		}
+		defer f.Close()
+		// With CPU profiling on, the trace carries CPU samples with
+		// their times; the profile itself goes beside the trace.
+		pf, err := os.Create(o.traceFile + ".cpu")
+		if err != nil {
+			return r, err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return r, err
+		}
+		defer pprof.StopCPUProfile()
+		if err := trace.Start(f); err != nil {
+			return r, err
+		}
+		defer trace.Stop()
+	}
+	cpu0, redis0 := e.cpu(), procCPU(e.redis.PID())
 	ids := make([]string, n)
 	scheduled := make([]time.Time, n)
 	start := time.Now().Add(100 * time.Millisecond)
@@ -322,6 +349,8 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 		return r, err
 	}
 	r.aofRewrites = aofRewrites(ctx, e) - aof0
+	r.cpuPer1000 = (e.cpu() - cpu0) * 1000 / time.Duration(n)
+	r.redisPer1000 = (procCPU(e.redis.PID()) - redis0) * 1000 / time.Duration(n)
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	lat := make([]time.Duration, n)
@@ -335,6 +364,7 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 func (r openResult) print(w io.Writer) {
 	fmt.Fprintf(w, "open loop (%d notices/s for %s, %d notices, latency from each scheduled send time)\n", r.rate, r.duration, r.notices)
 	fmt.Fprintf(w, "  submit→delivered             %s  (target p99 ≤ 50ms)\n", r.delivered)
+	fmt.Fprintf(w, "  CPU per 1,000 notices          %.3f s (redis-server: %.3f s)\n", r.cpuPer1000.Seconds(), r.redisPer1000.Seconds())
 	printAOFRewrites(w, r.aofRewrites)
 	fmt.Fprintln(w)
 }

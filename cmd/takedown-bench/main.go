@@ -58,12 +58,14 @@ type options struct {
 	only          map[string]bool
 	cpuProfile    string
 	memProfile    string
+	traceFile     string
 	relayLinger   time.Duration
 	autoRewrite   bool
+	steadyFor     time.Duration
 }
 
 // parts of a run, in order; -only selects some.
-var parts = []string{"raw", "e2e", "open", "memory", "scheduler"}
+var parts = []string{"steady", "raw", "e2e", "open", "memory", "scheduler"}
 
 func (o options) runs(part string) bool {
 	if part == "scheduler" && o.skipScheduler {
@@ -76,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o options
 	fs := flag.NewFlagSet("takedown-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.DurationVar(&o.steadyFor, "steady-for", 10*time.Second, "how long to time the idle machine's CPU steadiness before the other parts (0: skip)")
 	fs.IntVar(&o.rawMessages, "raw-messages", 200000, "messages for the raw JetStream measurements")
 	fs.IntVar(&o.notices, "notices", 50000, "notices for the closed-loop end-to-end run")
 	fs.IntVar(&o.workers, "workers", 128, "intake and feedback workers")
@@ -90,6 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the end-to-end run to this file")
 	fs.DurationVar(&o.relayLinger, "relay-linger", 0, "the relay's pause after a round without a full batch (0: the relay's default)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the end-to-end run to this file")
+	fs.StringVar(&o.traceFile, "trace", "", "write an execution trace of the open-loop run to this file (go tool trace), and a CPU profile of it to the file plus .cpu")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -120,6 +124,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "takedown-bench: %s\n\n", machine())
 
+	if o.runs("steady") && o.steadyFor > 0 {
+		measureSteadiness(ctx, o.steadyFor).print(stdout)
+	}
 	var raw rawResult
 	if o.runs("raw") {
 		if raw, err = measureRaw(ctx, env, o); err != nil {

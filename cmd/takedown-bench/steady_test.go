@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSteadinessSummary(t *testing.T) {
+	ms := time.Millisecond
+	u := 40 * time.Microsecond
+	var all []unitTiming
+	// Two CPUs, a unit every 5 ms for a second, all at full speed ...
+	for cpu := range 2 {
+		for at := time.Duration(cpu) * ms; at < time.Second; at += 5 * ms {
+			all = append(all, unitTiming{at: at, took: u})
+		}
+	}
+	// ... but for a lone slow unit (not a spell), and a 30 ms stretch from
+	// 500 ms where units on both CPUs take ten times as long.
+	all = append(all, unitTiming{at: 102 * ms, took: 4 * u})
+	for at := 500 * ms; at < 530*ms; at += 5 * ms {
+		all = append(all, unitTiming{at: at, took: 10 * u}, unitTiming{at: at + 2*ms, took: 12 * u})
+	}
+	r := steadyResult{duration: time.Second}.summarise(all)
+	if r.unit != u || r.units != len(all) {
+		t.Fatalf("unit %s of %d, want %s of %d", r.unit, r.units, u, len(all))
+	}
+	if r.slow != 13 || r.worst != 12 {
+		t.Errorf("slow %d, worst %.1f; want 13 and 12", r.slow, r.worst)
+	}
+	if len(r.spellStarts) != 1 || r.spellStarts[0] != 500*ms {
+		t.Fatalf("spells start at %v, want one at 500ms", r.spellStarts)
+	}
+	if want := 525*ms + 2*ms + 12*u - 500*ms; r.spellLens[0] != want {
+		t.Errorf("spell lasts %s, want %s", r.spellLens[0], want)
+	}
+	var out bytes.Buffer
+	r.print(&out)
+	for _, s := range []string{"slowest 12.0×", "1: median 27ms"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("summary lacks %q:\n%s", s, out.String())
+		}
+	}
+}
+
+func TestSteadinessMeasures(t *testing.T) {
+	r := measureSteadiness(t.Context(), 50*time.Millisecond)
+	if r.units == 0 || r.unit <= 0 {
+		t.Fatalf("nothing measured: %+v", r)
+	}
+}
