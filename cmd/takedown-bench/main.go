@@ -2,6 +2,10 @@
 // one run against one embedded NATS server (file store) and one
 // redis-server child (AOF everysec), and prints the figures:
 //
+//   - how steady the idle machine's CPUs are: a fixed unit of work timed
+//     every 5 ms on each CPU, so that latencies can be read against the
+//     machine's own slow spells;
+//
 //   - the raw ceiling: JetStream asynchronous publish of 512-byte messages,
 //     durable consume with acks, and Redis Lua script calls per second;
 //
