@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -39,7 +40,8 @@ const (
 	minSpell = 10 * time.Millisecond
 )
 
-// workUnit is a fixed amount of CPU and cache work (~40 µs here).
+// workUnit is a fixed amount of CPU and cache work (~30 µs on the test
+// machine).
 func workUnit(buf []uint64) uint64 {
 	x := uint64(1)
 	for range 20000 {
@@ -87,8 +89,8 @@ func (r steadyResult) summarise(all []unitTiming) steadyResult {
 		return r
 	}
 	r.units = len(all)
-	r.unit = slices.MinFunc(all, func(a, b unitTiming) int { return int(a.took - b.took) }).took
-	slices.SortFunc(all, func(a, b unitTiming) int { return int(a.at - b.at) })
+	r.unit = slices.MinFunc(all, func(a, b unitTiming) int { return cmp.Compare(a.took, b.took) }).took
+	slices.SortFunc(all, func(a, b unitTiming) int { return cmp.Compare(a.at, b.at) })
 	var last time.Duration = -1
 	for _, u := range all {
 		f := float64(u.took) / float64(r.unit)
@@ -105,7 +107,7 @@ func (r steadyResult) summarise(all []unitTiming) steadyResult {
 			r.spellStarts = append(r.spellStarts, u.at)
 			r.spellLens = append(r.spellLens, u.took)
 		}
-		last = end
+		last = max(last, end)
 	}
 	// Keep the spells that lasted.
 	starts, lens := r.spellStarts[:0], r.spellLens[:0]
