@@ -51,3 +51,20 @@ func TestSteadinessMeasures(t *testing.T) {
 		t.Fatalf("nothing measured: %+v", r)
 	}
 }
+
+// A long slow unit on one CPU keeps a spell open past the shorter slow
+// units of the other CPU that start after it.
+func TestSteadinessSpellSpansCPUs(t *testing.T) {
+	ms := time.Millisecond
+	u := 40 * time.Microsecond
+	all := []unitTiming{
+		{at: 0, took: u},
+		{at: 600 * ms, took: 30 * ms}, // CPU 1: ends at 630 ms
+		{at: 601 * ms, took: 1 * ms},  // CPU 2: ends at 602 ms
+		{at: 670 * ms, took: 1 * ms},  // 40 ms after 630 ms: same spell
+	}
+	r := steadyResult{duration: time.Second}.summarise(all)
+	if len(r.spellStarts) != 1 || r.spellLens[0] != 71*ms {
+		t.Fatalf("spells %v lasting %v, want one from 600ms lasting 71ms", r.spellStarts, r.spellLens)
+	}
+}
