@@ -80,16 +80,22 @@ type Rejection struct {
 func (r *Rejection) Error() string { return r.Err.Error() }
 func (r *Rejection) Unwrap() error { return r.Err }
 
+// refuser returns the function that counts a refusal from source and
+// wraps it as a *Rejection.
+func refuser(m *metrics.Metrics, source string) func(reason string, err error) error {
+	return func(reason string, err error) error {
+		m.Rejected.WithLabelValues(source, reason).Inc()
+		return &Rejection{Reason: reason, Err: err}
+	}
+}
+
 // Apply applies decoded feedback sent by principal (the provider the
 // transport authenticated: the NATS subject's, or the HTTP token's).
 // source labels the metrics ("feedback", "http"). It returns nil when
 // applied, an error matching pipeline.ErrDuplicate when already applied, a
 // *Rejection when refused, and any other error when it should be retried.
 func (w *Feedback) Apply(ctx context.Context, source string, f pipeline.Feedback, principal, msgKey string) error {
-	reject := func(reason string, err error) error {
-		w.Metrics.Rejected.WithLabelValues(source, reason).Inc()
-		return &Rejection{Reason: reason, Err: err}
-	}
+	reject := refuser(w.Metrics, source)
 	if f.Provider != principal {
 		return reject("provider_mismatch", fmt.Errorf("feedback names provider %q but comes from %q: %w", f.Provider, principal, pipeline.ErrForbidden))
 	}

@@ -127,10 +127,7 @@ func (w *Intake) action(ctx context.Context, msg jetstream.Msg, a pipeline.Actio
 // principal (the issuer the transport authenticated). The error contract
 // is that of Feedback.Apply.
 func (w *Intake) ApplyAction(ctx context.Context, source string, a pipeline.Action, principal, msgKey string) error {
-	reject := func(reason string, err error) error {
-		w.Metrics.Rejected.WithLabelValues(source, reason).Inc()
-		return &Rejection{Reason: reason, Err: err}
-	}
+	reject := refuser(w.Metrics, source)
 	if a.Issuer != principal {
 		return reject("issuer_mismatch", fmt.Errorf("action names issuer %q but comes from %q: %w", a.Issuer, principal, pipeline.ErrForbidden))
 	}
