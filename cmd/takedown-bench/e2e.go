@@ -181,6 +181,7 @@ type e2eResult struct {
 	redisCommands      []commandStat
 	aofRewrites        int
 	workers            int
+	nats               natsOps // over the whole run
 }
 
 func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error) {
@@ -223,6 +224,10 @@ func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error
 	if err := e.rdb.ConfigResetStat(ctx).Err(); err != nil {
 		return r, err
 	}
+	ops0, err := countNATSOps(ctx, e)
+	if err != nil {
+		return r, err
+	}
 	cpu0, redis0, aof0 := e.cpu(), procCPU(e.redis.PID()), aofRewrites(ctx, e)
 	start := time.Now()
 	for i, id := range ids {
@@ -243,6 +248,11 @@ func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error
 	if r.redisCommands, err = commandStats(ctx, e); err != nil {
 		return r, err
 	}
+	ops1, err := countNATSOps(ctx, e)
+	if err != nil {
+		return r, err
+	}
+	r.nats = ops1.sub(ops0)
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	var last time.Time
@@ -275,8 +285,54 @@ func (r e2eResult) print(w io.Writer, raw rawResult) {
 	printAOFRewrites(w, r.aofRewrites)
 	if raw.publishPerSec > 0 {
 		fmt.Fprintf(w, "  pipeline ÷ raw publish       %10.4f (1/%.1f; target ≥ 1/20)\n", r.perSec/raw.publishPerSec, raw.publishPerSec/r.perSec)
+		r.engineFloor(raw, runtime.NumCPU()).print(w)
 	}
 	fmt.Fprintln(w)
+}
+
+// floor is what the engines alone would cost per notice if each stream
+// operation cost what it costs in the raw measurements (batched,
+// asynchronous, no pipeline code around it), plus redis-server's measured
+// CPU for the notice's transitions; and the rate and ratio to raw publish
+// that this leaves on the machine's CPUs.
+type floor struct {
+	writes, deliveries float64 // per notice
+	nats, redis, total time.Duration
+	cpus               int
+	perSec, ratio      float64
+	raw                rawResult
+}
+
+func (r e2eResult) engineFloor(raw rawResult, cpus int) floor {
+	f := floor{cpus: cpus, raw: raw}
+	if r.notices == 0 {
+		return f
+	}
+	f.writes = float64(r.nats.stored) / float64(r.notices)
+	f.deliveries = float64(r.nats.delivered) / float64(r.notices)
+	f.nats = time.Duration(f.writes*float64(raw.cpuPerPublish) + f.deliveries*float64(raw.cpuPerConsume))
+	f.redis = r.redisPer1000 / 1000
+	f.total = f.nats + f.redis
+	if f.total > 0 {
+		f.perSec = float64(cpus) / f.total.Seconds()
+	}
+	if raw.publishPerSec > 0 {
+		f.ratio = f.perSec / raw.publishPerSec
+	}
+	return f
+}
+
+func (f floor) print(w io.Writer) {
+	if f.total <= 0 || f.ratio <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "  engines alone, at raw cost   %10.0f µs CPU per notice: %.1f stream writes × %s + %.1f consumer deliveries × %s (raw rates), redis-server %s (measured)\n",
+		float64(f.total.Microseconds()), f.writes, f.raw.cpuPerPublish.Round(100*time.Nanosecond), f.deliveries, f.raw.cpuPerConsume.Round(100*time.Nanosecond), f.redis.Round(time.Microsecond))
+	fmt.Fprintf(w, "    ceiling on %d CPUs          %10.0f notices/s = 1/%.1f of raw publish, if the pipeline's own code cost nothing\n", f.cpus, f.perSec, 1/f.ratio)
+	if f.nats > 0 {
+		natsOnly := float64(f.cpus) / f.nats.Seconds()
+		fmt.Fprintf(w, "    stream work alone          %10.0f notices/s = 1/%.1f, if Redis cost nothing too\n", natsOnly, f.raw.publishPerSec/natsOnly)
+	}
 }
 
 type openResult struct {
@@ -288,6 +344,10 @@ type openResult struct {
 	// CPU of the whole run (this process and redis-server) per 1,000
 	// notices, and redis-server's part of it.
 	cpuPer1000, redisPer1000 time.Duration
+	// spells the steadiness probe saw during the run, and the latencies
+	// read against them.
+	spells steadyResult
+	bySpell
 }
 
 func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error) {
@@ -326,6 +386,8 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 		defer trace.Stop()
 	}
 	cpu0, redis0 := e.cpu(), procCPU(e.redis.PID())
+	probe := startSteadyProbe(ctx)
+	defer probe.stop()
 	ids := make([]string, n)
 	scheduled := make([]time.Time, n)
 	start := time.Now().Add(100 * time.Millisecond)
@@ -348,22 +410,95 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 	if err := col.waitRemoved(ctx, ids, 5*time.Minute); err != nil {
 		return r, err
 	}
+	r.spells = probe.stop()
 	r.aofRewrites = aofRewrites(ctx, e) - aof0
 	r.cpuPer1000 = (e.cpu() - cpu0) * 1000 / time.Duration(n)
 	r.redisPer1000 = (procCPU(e.redis.PID()) - redis0) * 1000 / time.Duration(n)
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	lat := make([]time.Duration, n)
+	sentAt := make([]time.Duration, n)
 	for i, id := range ids {
 		lat[i] = col.delivered[id].Sub(scheduled[i])
+		sentAt[i] = scheduled[i].Sub(probe.start)
 	}
+	r.bySpell = splitBySpells(sentAt, lat, r.spells, spellSettle, openTarget)
 	r.delivered = pct(lat)
 	return r, nil
 }
 
-func (r openResult) print(w io.Writer) {
+const (
+	// openTarget is the open loop's p99 target.
+	openTarget = 50 * time.Millisecond
+	// spellSettle is how long after a slow spell notices still count as
+	// sent near it: what the spell left undone is still being worked off
+	// (at 1,000 notices/s on two cores, a 100 ms spell's backlog takes a
+	// few hundred milliseconds).
+	spellSettle = 250 * time.Millisecond
+)
+
+// bySpell reads an open loop's latencies against the slow spells of the
+// same run.
+type bySpell struct {
+	away       percentiles // notices sent neither during a spell nor within settle after one
+	awayCount  int
+	over       int // notices over the target
+	overNear   int // of them, sent during a spell or within settle after one
+	settle     time.Duration
+	target     time.Duration
+	totalCount int
+}
+
+// splitBySpells sorts notices by their send times (sentAt, since the probe
+// started) into those sent during a spell or within settle after one, and
+// the rest.
+func splitBySpells(sentAt, lat []time.Duration, spells steadyResult, settle, target time.Duration) bySpell {
+	b := bySpell{settle: settle, target: target, totalCount: len(lat)}
+	var away []time.Duration
+	for i, at := range sentAt {
+		near := false
+		for j, s := range spells.spellStarts {
+			if at >= s && at <= s+spells.spellLens[j]+settle {
+				near = true
+				break
+			}
+		}
+		if lat[i] > target {
+			b.over++
+			if near {
+				b.overNear++
+			}
+		}
+		if !near {
+			away = append(away, lat[i])
+		}
+	}
+	b.awayCount = len(away)
+	b.away = pct(away)
+	return b
+}
+
+// print reports the run; steady, when measured, says what the machine's
+// slow spells alone would make of the p99.
+func (r openResult) print(w io.Writer, steady steadyResult) {
 	fmt.Fprintf(w, "open loop (%d notices/s for %s, %d notices, latency from each scheduled send time)\n", r.rate, r.duration, r.notices)
 	fmt.Fprintf(w, "  submit→delivered             %s  (target p99 ≤ 50ms)\n", r.delivered)
+	if steady.units > 0 {
+		fmt.Fprintf(w, "    the idle machine's slow spells alone: p99 %s (first part)\n", steady.spellQuantile(0.99).Round(time.Millisecond))
+	}
+	if r.spells.units > 0 {
+		sp := r.spells
+		var total time.Duration
+		for _, l := range sp.spellLens {
+			total += l
+		}
+		fmt.Fprintf(w, "  slow spells during the run   %d, %.1f %% of the time (the steadiness probe beside the load); they alone: p99 %s\n",
+			len(sp.spellLens), 100*total.Seconds()/max(sp.duration.Seconds(), 1e-9), sp.spellQuantile(0.99).Round(time.Millisecond))
+		fmt.Fprintf(w, "  of the %d notices over %s     %d were sent during a spell or within %s after one\n", r.over, r.target, r.overNear, r.settle)
+		if r.awayCount > 0 {
+			fmt.Fprintf(w, "  notices sent away from spells %s  (%d of %d)\n", r.away, r.awayCount, r.totalCount)
+		}
+	}
 	fmt.Fprintf(w, "  CPU per 1,000 notices          %.3f s (redis-server: %.3f s)\n", r.cpuPer1000.Seconds(), r.redisPer1000.Seconds())
 	printAOFRewrites(w, r.aofRewrites)
 	fmt.Fprintln(w)

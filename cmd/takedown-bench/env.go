@@ -280,3 +280,36 @@ func printAOFRewrites(w io.Writer, n int) {
 		fmt.Fprintf(w, "    redis-server rewrote its AOF %d time(s) during the run (a forked child on the same cores)\n", n)
 	}
 }
+
+// natsOps counts what the project's streams have done so far: messages
+// stored (the streams' last sequence numbers, which work-queue streams
+// keep counting after they delete) and messages handed to consumers
+// (each consumer's delivery count, redeliveries included).
+type natsOps struct{ stored, delivered uint64 }
+
+func countNATSOps(ctx context.Context, e *env) (natsOps, error) {
+	var ops natsOps
+	for _, s := range []bus.Stream{bus.Intake, bus.Deliver, bus.Feedback, bus.Events, bus.Parked} {
+		st, err := e.js.Stream(ctx, e.bus.StreamName(s))
+		if err != nil {
+			return ops, err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return ops, err
+		}
+		ops.stored += info.State.LastSeq
+		cl := st.ListConsumers(ctx)
+		for ci := range cl.Info() {
+			ops.delivered += ci.Delivered.Consumer
+		}
+		if err := cl.Err(); err != nil {
+			return ops, err
+		}
+	}
+	return ops, nil
+}
+
+func (a natsOps) sub(b natsOps) natsOps {
+	return natsOps{stored: a.stored - b.stored, delivered: a.delivered - b.delivered}
+}

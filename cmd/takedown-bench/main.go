@@ -128,8 +128,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "takedown-bench: %s\n\n", machine())
 
+	var steady steadyResult
 	if o.runs("steady") && o.steadyFor > 0 {
-		measureSteadiness(ctx, o.steadyFor).print(stdout)
+		steady = measureSteadiness(ctx, o.steadyFor)
+		steady.print(stdout)
 	}
 	var raw rawResult
 	if o.runs("raw") {
@@ -150,7 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("open loop: %w", err)
 		}
-		open.print(stdout)
+		open.print(stdout, steady)
 	}
 	if o.runs("memory") {
 		mem, err := measureMemory(ctx, env, o)

@@ -68,3 +68,35 @@ func TestSteadinessSpellSpansCPUs(t *testing.T) {
 		t.Fatalf("spells %v lasting %v, want one from 600ms lasting 71ms", r.spellStarts, r.spellLens)
 	}
 }
+
+func TestSpellQuantile(t *testing.T) {
+	ms := time.Millisecond
+	twelve := make([]time.Duration, 12)
+	for i := range twelve {
+		twelve[i] = 100 * ms
+	}
+	for _, c := range []struct {
+		name string
+		lens []time.Duration
+		p    float64
+		want time.Duration
+	}{
+		{"no spells", nil, 0.99, 0},
+		// 50 ms of 10 s is 0.5 % of the arrivals: under 1 %, so no wait at p99.
+		{"spells shorter than the tail", []time.Duration{30 * ms, 20 * ms}, 0.99, 0},
+		// Twelve 100 ms spells: 1 % of 10 s = 100 ms of arrivals may wait
+		// longer than q, so 12·(100 ms − q) = 100 ms, q = 91.67 ms.
+		{"twelve spells", twelve, 0.99, 91*ms + 666*time.Microsecond},
+		// One 300 ms spell and ten short ones: only the long one reaches
+		// the tail, 300 ms − q = 100 ms.
+		{"one long spell", append([]time.Duration{300 * ms}, make([]time.Duration, 10)...), 0.99, 200 * ms},
+		// At p50 of 10 s, 5 s may wait longer: 12·(100 ms − q) ≤ 5 s for any q ≥ 0.
+		{"median", twelve, 0.5, 0},
+	} {
+		r := steadyResult{duration: 10 * time.Second, spellLens: c.lens}
+		got := r.spellQuantile(c.p)
+		if d := got - c.want; d < -2*time.Microsecond || d > 2*time.Microsecond {
+			t.Errorf("%s: p%.0f %s, want %s", c.name, 100*c.p, got, c.want)
+		}
+	}
+}
