@@ -494,9 +494,9 @@ func (r openResult) print(w io.Writer, steady steadyResult) {
 		}
 		fmt.Fprintf(w, "  slow spells during the run   %d, %.1f %% of the time (the steadiness probe beside the load); they alone: p99 %s\n",
 			len(sp.spellLens), 100*total.Seconds()/max(sp.duration.Seconds(), 1e-9), sp.spellQuantile(0.99).Round(time.Millisecond))
-		fmt.Fprintf(w, "  of the %d notices over %s     %d were sent during a spell or within %s after one\n", r.over, r.target, r.overNear, r.settle)
+		fmt.Fprintf(w, "  %-29s%d notices, %d of them sent during a spell or within %s after one\n", "over "+r.target.String(), r.over, r.overNear, r.settle)
 		if r.awayCount > 0 {
-			fmt.Fprintf(w, "  notices sent away from spells %s  (%d of %d)\n", r.away, r.awayCount, r.totalCount)
+			fmt.Fprintf(w, "  %-29s%s  (%d of %d notices)\n", "sent away from spells", r.away, r.awayCount, r.totalCount)
 		}
 	}
 	fmt.Fprintf(w, "  CPU per 1,000 notices          %.3f s (redis-server: %.3f s)\n", r.cpuPer1000.Seconds(), r.redisPer1000.Seconds())
