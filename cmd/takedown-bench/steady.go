@@ -175,15 +175,23 @@ func (r steadyResult) print(w io.Writer) {
 	} else {
 		lens := slices.Clone(r.spellLens)
 		slices.Sort(lens)
-		var total time.Duration
-		for _, l := range lens {
-			total += l
-		}
 		fmt.Fprintf(w, "  %-33s%d: median %s, longest %s; %.1f %% of the time\n",
-			"slow spells (≥"+minSpell.String()+")", n, lens[n/2].Round(time.Millisecond), lens[n-1].Round(time.Millisecond), 100*total.Seconds()/r.duration.Seconds())
+			"slow spells (≥"+minSpell.String()+")", n, lens[n/2].Round(time.Millisecond), lens[n-1].Round(time.Millisecond), 100*r.spellShare())
 		fmt.Fprintf(w, "  %-33sp99 %s (work arriving evenly, none done during a spell)\n", "wait the spells alone impose", r.spellQuantile(0.99).Round(time.Millisecond))
 	}
 	fmt.Fprintln(w)
+}
+
+// spellShare is the share of the measured time spent in slow spells.
+func (r steadyResult) spellShare() float64 {
+	if r.duration <= 0 {
+		return 0
+	}
+	var total time.Duration
+	for _, l := range r.spellLens {
+		total += l
+	}
+	return total.Seconds() / r.duration.Seconds()
 }
 
 // spellQuantile is the p-quantile (0 < p < 1) of the wait that the slow
