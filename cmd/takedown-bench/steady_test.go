@@ -94,6 +94,9 @@ func TestSpellQuantile(t *testing.T) {
 		{"median", twelve, 0.5, 0},
 	} {
 		r := steadyResult{duration: 10 * time.Second, spellLens: c.lens}
+		if c.name == "twelve spells" && r.spellShare() != 0.12 {
+			t.Errorf("twelve 100 ms spells in 10 s: share %v, want 0.12", r.spellShare())
+		}
 		got := r.spellQuantile(c.p)
 		if d := got - c.want; d < -2*time.Microsecond || d > 2*time.Microsecond {
 			t.Errorf("%s: p%.0f %s, want %s", c.name, 100*c.p, got, c.want)
