@@ -488,8 +488,8 @@ func (r openResult) print(w io.Writer, steady steadyResult) {
 	}
 	if r.spells.units > 0 {
 		sp := r.spells
-		fmt.Fprintf(w, "  slow spells during the run   %d, %.1f %% of the time (the steadiness probe beside the load); they alone: p99 %s\n",
-			len(sp.spellLens), 100*sp.spellShare(), sp.spellQuantile(0.99).Round(time.Millisecond))
+		fmt.Fprintf(w, "  slow spells during the run   %d, %.1f %% of the time (the steadiness probe beside the load: slow units %.1f %%, slowest %.1f×); they alone: p99 %s\n",
+			len(sp.spellLens), 100*sp.spellShare(), 100*float64(sp.slow)/float64(sp.units), sp.worst, sp.spellQuantile(0.99).Round(time.Millisecond))
 		fmt.Fprintf(w, "  %-29s%d notices, %d of them sent during a spell or within %s after one\n", "over "+r.target.String(), r.over, r.overNear, r.settle)
 		if r.awayCount > 0 {
 			fmt.Fprintf(w, "  %-29s%s  (%d of %d notices)\n", "sent away from spells", r.away, r.awayCount, r.totalCount)
