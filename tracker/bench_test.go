@@ -3,8 +3,12 @@ package tracker_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/pipeline"
@@ -12,7 +16,9 @@ import (
 )
 
 // Each benchmark measures one Lua transition round trip against a real
-// redis-server on loopback.
+// redis-server on loopback, and reports as redis-µs/op the time
+// redis-server itself spent in the scripts (INFO commandstats): the cost
+// that bounds a Redis shared by every worker.
 
 func benchNotices(b *testing.B, st *tracker.Store, deliver bool) ([]pipeline.Notice, [][]byte) {
 	b.Helper()
@@ -34,20 +40,51 @@ func benchNotices(b *testing.B, st *tracker.Store, deliver bool) ([]pipeline.Not
 	return ns, bodies
 }
 
-func newBenchStore(b *testing.B) *tracker.Store {
+func newBenchStore(b *testing.B) (*tracker.Store, *redis.Client) {
 	b.Helper()
-	st, err := tracker.New(testenv.Redis(b), tracker.Config{})
+	rdb := testenv.Redis(b)
+	st, err := tracker.New(rdb, tracker.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return st
+	return st, rdb
+}
+
+// serverTime starts counting redis-server's own time in scripts (the
+// setup's scripts do not count) and reports it per op when the benchmark
+// ends. Call it right before b.ResetTimer.
+func serverTime(b *testing.B, rdb *redis.Client) {
+	b.Helper()
+	ctx := context.Background()
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		info, err := rdb.Info(ctx, "commandstats").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, l := range strings.Split(info, "\r\n") {
+			rest, ok := strings.CutPrefix(l, "cmdstat_evalsha:")
+			if !ok {
+				continue
+			}
+			for _, kv := range strings.Split(rest, ",") {
+				if usec, ok := strings.CutPrefix(kv, "usec="); ok {
+					n, _ := strconv.ParseFloat(usec, 64)
+					b.ReportMetric(n/float64(b.N), "redis-µs/op")
+				}
+			}
+		}
+	})
 }
 
 func BenchmarkCreate(b *testing.B) {
-	st := newBenchStore(b)
+	st, rdb := newBenchStore(b)
 	ns, bodies := benchNotices(b, st, false)
 	ctx := context.Background()
 	b.ReportAllocs()
+	serverTime(b, rdb)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := st.Create(ctx, &ns[i], bodies[i], t0, t0.Add(30*time.Second)); err != nil {
@@ -57,7 +94,7 @@ func BenchmarkCreate(b *testing.B) {
 }
 
 func BenchmarkDelivered(b *testing.B) {
-	st := newBenchStore(b)
+	st, rdb := newBenchStore(b)
 	ns, bodies := benchNotices(b, st, false)
 	ctx := context.Background()
 	for i := range ns {
@@ -66,6 +103,7 @@ func BenchmarkDelivered(b *testing.B) {
 		}
 	}
 	b.ReportAllocs()
+	serverTime(b, rdb)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := st.Delivered(ctx, ns[i].ID(), t0, time.Hour, t0.Add(time.Minute), nil); err != nil {
@@ -74,11 +112,26 @@ func BenchmarkDelivered(b *testing.B) {
 	}
 }
 
-func BenchmarkRemoved(b *testing.B) {
-	st := newBenchStore(b)
+func BenchmarkAcknowledged(b *testing.B) {
+	st, rdb := newBenchStore(b)
 	ns, _ := benchNotices(b, st, true)
 	ctx := context.Background()
 	b.ReportAllocs()
+	serverTime(b, rdb)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := st.ApplyFeedback(ctx, fb(ns[i].ID(), "videohost", pipeline.FeedbackAcknowledged), "", t0.Add(time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRemoved(b *testing.B) {
+	st, rdb := newBenchStore(b)
+	ns, _ := benchNotices(b, st, true)
+	ctx := context.Background()
+	b.ReportAllocs()
+	serverTime(b, rdb)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := st.ApplyFeedback(ctx, fb(ns[i].ID(), "videohost", pipeline.FeedbackRemoved), "", t0.Add(time.Minute)); err != nil {
@@ -88,11 +141,12 @@ func BenchmarkRemoved(b *testing.B) {
 }
 
 func BenchmarkClaimAndFollowUp(b *testing.B) {
-	st := newBenchStore(b)
+	st, rdb := newBenchStore(b)
 	ns, _ := benchNotices(b, st, true)
 	ctx := context.Background()
 	now := t0.Add(time.Minute)
 	b.ReportAllocs()
+	serverTime(b, rdb)
 	b.ResetTimer()
 	fired := 0
 	for shard := 0; shard < st.Shards() && fired < b.N; shard++ {
