@@ -3,13 +3,18 @@
 -- Returns {'ok', version} | {'dup', state} | {'early'} (not yet recorded
 -- as delivered: retry shortly) | {'not_found'} | {'forbidden'} |
 -- {'illegal', state}.
-if redis.call('EXISTS', N) == 0 then return {'not_found'} end
-if get('provider') ~= ARGV[4] then return {'forbidden'} end
-local st = get('state')
-if seen(ARGV[5]) then return {'dup', st} end
+local h = load()
+local st = h[1]
+if not st then return {'not_found'} end
+if h[3] ~= ARGV[4] then return {'forbidden'} end
+if ARGV[5] ~= '' and h[11] == ARGV[5] then return {'dup', st} end
 if st == 'received' then return {'early'} end
 if st == 'acknowledged' or st == 'blocked' then return {'dup', st} end
 if st ~= 'delivered' then return {'illegal', st} end
-set_state(st, 'acknowledged')
-mark(ARGV[5])
-return {'ok', emit('acknowledged', ARGV[6])}
+local v = tonumber(h[10]) + 1
+local f = {'state', 'acknowledged', 'v', v}
+if ARGV[5] ~= '' then f[#f + 1], f[#f + 2] = 'lastmsg', ARGV[5] end
+redis.call('HSET', N, unpack(f))
+count(st, 'acknowledged')
+h[1] = 'acknowledged'
+return {'ok', record(v, 'acknowledged', ARGV[6], nil, h)}

@@ -5,8 +5,9 @@
 -- [7] the delivery attempt (JSON, may be empty).
 -- Returns {'ok', version, deadline} | {'dup', state} | {'not_found'} |
 -- {'illegal', state}.
-if redis.call('EXISTS', N) == 0 then return {'not_found'} end
-local st = get('state')
+local h = load('deliveries')
+local st = h[1]
+if not st then return {'not_found'} end
 if st ~= 'received' then
   if st == 'failed' or st == 'removed' or st == 'declined' or st == 'withdrawn' then
     return {'illegal', st}
@@ -15,12 +16,14 @@ if st ~= 'received' then
 end
 local window = tonumber(ARGV[4])
 local deadline = NOW + window
-redis.call('HSET', N, 'delivered_at', NOW, 'clock', NOW, 'deadline', deadline, 'running', 1,
-  'window', window, 'last_delivery', NOW, 'reminders', 0)
-redis.call('HINCRBY', N, 'deliveries', 1)
-set_state(st, 'delivered')
+local v = tonumber(h[10]) + 1
+redis.call('HSET', N, 'state', 'delivered', 'v', v, 'delivered_at', NOW, 'clock', NOW,
+  'deadline', deadline, 'running', 1, 'window', window, 'last_delivery', NOW, 'reminders', 0,
+  'deliveries', (tonumber(h[12]) or 0) + 1)
+count(st, 'delivered')
 redis.call('ZADD', DL, deadline, ID)
 redis.call('ZADD', DUE, ARGV[5], ID)
 redis.call('HDEL', CLM, ID)
 record_attempt(ARGV[7])
-return {'ok', emit('delivered', ARGV[6]), deadline}
+h[1], h[6], h[7], h[9] = 'delivered', tostring(deadline), '1', tostring(NOW)
+return {'ok', record(v, 'delivered', ARGV[6], nil, h), deadline}

@@ -19,12 +19,29 @@ local ID, NOW, NOWTXT = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local function get(f) return redis.call('HGET', N, f) end
 local function num(f) return tonumber(redis.call('HGET', N, f) or '0') or 0 end
 
+-- load reads, in one call, the fields an event carries (1 state,
+-- 2 issuer, 3 provider, 4 kind, 5 ref, 6 deadline, 7 running, 8 overdue,
+-- 9 delivered_at), then 10 v and 11 lastmsg, then any fields named.
+-- Missing fields are false; a notice that does not exist has no state.
+-- The transitions of every notice (create, deliver, acknowledge, remove)
+-- read with it once and write the hash once: each redis.call has a price
+-- of its own, and these run four times per notice.
+local function load(...)
+  return redis.call('HMGET', N, 'state', 'issuer', 'provider', 'kind', 'ref',
+    'deadline', 'running', 'overdue', 'delivered_at', 'v', 'lastmsg', ...)
+end
+
+-- count moves one notice between the per-state counters.
+local function count(old, new)
+  redis.call('HINCRBY', CNT, old, -1)
+  redis.call('HINCRBY', CNT, new, 1)
+end
+
 -- set_state moves the notice to a new state and keeps the per-state
 -- counters in step.
 local function set_state(old, new)
   redis.call('HSET', N, 'state', new)
-  redis.call('HINCRBY', CNT, old, -1)
-  redis.call('HINCRBY', CNT, new, 1)
+  count(old, new)
 end
 
 -- clear_overdue drops the overdue flag and its per-provider counter.
@@ -43,13 +60,12 @@ local function close()
   clear_overdue()
 end
 
--- emit bumps the version and appends the event to the outbox in the same
--- atomic step as the change it records. extra is a list of field/value
--- pairs; x is a JSON object of event details prepared by the caller.
-local function emit(typ, x, extra)
-  local v = redis.call('HINCRBY', N, 'v', 1)
-  local h = redis.call('HMGET', N, 'state', 'issuer', 'provider', 'kind', 'ref',
-    'deadline', 'running', 'overdue', 'delivered_at')
+-- record appends the event of version v to the outbox in the same atomic
+-- step as the change it records. h holds the event's fields as load
+-- returns them, as they are after the change. extra is a list of
+-- field/value pairs; x is a JSON object of event details prepared by the
+-- caller.
+local function record(v, typ, x, extra, h)
   local dl, run, ov, da = h[6] or '', h[7] or '0', h[8] or '0', h[9] or ''
   -- The outbox entry is one field, the event's values in a fixed order
   -- separated by the unit separator (\31), which none of them can hold:
@@ -77,6 +93,13 @@ local function emit(typ, x, extra)
     redis.call('LTRIM', TL, -200, -1)
   end
   return v
+end
+
+-- emit bumps the version and records the event, reading what it carries
+-- from the hash as the script left it.
+local function emit(typ, x, extra)
+  local v = redis.call('HINCRBY', N, 'v', 1)
+  return record(v, typ, x, extra, load())
 end
 
 -- check_message returns true when this message (stream sequence of the
