@@ -86,8 +86,10 @@ func startSteadyProbe(ctx context.Context) *steadyProbe {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			// The thread stays locked: when the goroutine ends, the runtime
+			// ends the thread with it instead of reusing a thread pinned to
+			// one CPU for other goroutines.
 			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
 			var set unix.CPUSet
 			set.Set(c)
 			_ = unix.SchedSetaffinity(0, &set) // best effort: without it units are still timed
