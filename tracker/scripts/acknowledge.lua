@@ -11,7 +11,7 @@ if ARGV[5] ~= '' and h[11] == ARGV[5] then return {'dup', st} end
 if st == 'received' then return {'early'} end
 if st == 'acknowledged' or st == 'blocked' then return {'dup', st} end
 if st ~= 'delivered' then return {'illegal', st} end
-local v = tonumber(h[10]) + 1
+local v = (tonumber(h[10]) or 0) + 1 -- as HINCRBY would
 local f = {'state', 'acknowledged', 'v', v}
 if ARGV[5] ~= '' then f[#f + 1], f[#f + 2] = 'lastmsg', ARGV[5] end
 redis.call('HSET', N, unpack(f))

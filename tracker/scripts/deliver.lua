@@ -16,7 +16,7 @@ if st ~= 'received' then
 end
 local window = tonumber(ARGV[4])
 local deadline = NOW + window
-local v = tonumber(h[10]) + 1
+local v = (tonumber(h[10]) or 0) + 1 -- as HINCRBY would
 redis.call('HSET', N, 'state', 'delivered', 'v', v, 'delivered_at', NOW, 'clock', NOW,
   'deadline', deadline, 'running', 1, 'window', window, 'last_delivery', NOW, 'reminders', 0,
   'deliveries', (tonumber(h[12]) or 0) + 1)

@@ -22,7 +22,7 @@ if took < 0 then took = 0 end
 redis.call('ZREM', DUE, ID)
 redis.call('ZREM', DL, ID)
 redis.call('HDEL', CLM, ID)
-local v = tonumber(h[10]) + 1
+local v = (tonumber(h[10]) or 0) + 1 -- as HINCRBY would
 local f = {'state', 'removed', 'v', v, 'running', 0, 'action_at', action, 'in_time', in_time}
 if h[8] == '1' then
   f[#f + 1], f[#f + 2] = 'overdue', '0'
