@@ -112,21 +112,12 @@ func BenchmarkDelivered(b *testing.B) {
 	}
 }
 
-func BenchmarkAcknowledged(b *testing.B) {
-	st, rdb := newBenchStore(b)
-	ns, _ := benchNotices(b, st, true)
-	ctx := context.Background()
-	b.ReportAllocs()
-	serverTime(b, rdb)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := st.ApplyFeedback(ctx, fb(ns[i].ID(), "videohost", pipeline.FeedbackAcknowledged), "", t0.Add(time.Minute)); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkAcknowledged(b *testing.B) { benchFeedback(b, pipeline.FeedbackAcknowledged) }
 
-func BenchmarkRemoved(b *testing.B) {
+func BenchmarkRemoved(b *testing.B) { benchFeedback(b, pipeline.FeedbackRemoved) }
+
+// benchFeedback applies feedback of one type to delivered notices.
+func benchFeedback(b *testing.B, typ pipeline.FeedbackType) {
 	st, rdb := newBenchStore(b)
 	ns, _ := benchNotices(b, st, true)
 	ctx := context.Background()
@@ -134,7 +125,7 @@ func BenchmarkRemoved(b *testing.B) {
 	serverTime(b, rdb)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := st.ApplyFeedback(ctx, fb(ns[i].ID(), "videohost", pipeline.FeedbackRemoved), "", t0.Add(time.Minute)); err != nil {
+		if _, err := st.ApplyFeedback(ctx, fb(ns[i].ID(), "videohost", typ), "", t0.Add(time.Minute)); err != nil {
 			b.Fatal(err)
 		}
 	}
