@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -189,6 +190,19 @@ func (h *harness) waitState(id string, want pipeline.State) {
 }
 
 // streamMsgs returns every message of a stream whose subject matches filter.
+// parkedMsgs waits until at least n messages match filter on the parked
+// stream and returns them: a message is parked after its rejection is
+// counted, so the count alone does not say it is there yet.
+func (h *harness) parkedMsgs(filter string, n int) []jetstream.Msg {
+	h.t.Helper()
+	var msgs []jetstream.Msg
+	testenv.WaitFor(h.t, 10*time.Second, fmt.Sprintf("%d parked messages on %s", n, filter), func() bool {
+		msgs = h.streamMsgs(bus.Parked, filter)
+		return len(msgs) >= n
+	})
+	return msgs
+}
+
 func (h *harness) streamMsgs(s bus.Stream, filter string) []jetstream.Msg {
 	h.t.Helper()
 	ctx := context.Background()

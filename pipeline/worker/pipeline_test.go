@@ -93,7 +93,7 @@ func TestDuplicateAndConflictingSubmissions(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "conflict parked", func() bool {
 		return testutil.ToFloat64(h.metrics.Rejected.WithLabelValues("intake", "conflict")) == 1
 	})
-	parked := h.streamMsgs(bus.Parked, h.bus.Prefix()+".parked.intake.de-bka")
+	parked := h.parkedMsgs(h.bus.Prefix()+".parked.intake.de-bka", 1)
 	if len(parked) != 1 || parked[0].Headers().Get(bus.HeaderParkReason) != "conflict" ||
 		!strings.Contains(parked[0].Headers().Get(bus.HeaderParkDetail), id) {
 		t.Fatalf("parked: %d messages, headers %v", len(parked), parked[0].Headers())
@@ -141,7 +141,7 @@ func TestRejectedInputsAreParkedWithReason(t *testing.T) {
 		}
 		return cmp.Equal(want, got)
 	})
-	parked := h.streamMsgs(bus.Parked, h.bus.Prefix()+".parked.>")
+	parked := h.parkedMsgs(h.bus.Prefix()+".parked.>", len(want))
 	if len(parked) != len(want) {
 		t.Fatalf("parked %d messages, want %d", len(parked), len(want))
 	}
