@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/takedown-eu/takedown/internal/childproc"
 	"github.com/takedown-eu/takedown/pipeline/api"
 )
 
@@ -159,13 +160,13 @@ func startChild(work, name, bin string, args ...string) (*child, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = work
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	waited, err := childproc.Start(cmd, syscall.SIGTERM)
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	c := &child{name: name, cmd: cmd, logPath: logPath, done: make(chan error, 1)}
-	go func() { c.done <- cmd.Wait(); f.Close() }()
+	go func() { c.done <- <-waited; f.Close() }()
 	return c, nil
 }
 

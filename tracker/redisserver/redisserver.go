@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/takedown-eu/takedown/internal/childproc"
 )
 
 // Options configures a child redis-server.
@@ -109,12 +111,12 @@ func (s *Server) start(ctx context.Context) error {
 	cmd.Stdout = &lockedWriter{w: logBuf}
 	cmd.Stderr = cmd.Stdout
 	// The child dies with us even if we are killed without cleanup.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	waited, err := childproc.Start(cmd, syscall.SIGKILL)
+	if err != nil {
 		return fmt.Errorf("redisserver: start: %w", err)
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	go func() { <-waited; close(done) }()
 	s.mu.Lock()
 	s.cmd, s.done, s.log = cmd, done, logBuf
 	s.mu.Unlock()
