@@ -479,16 +479,16 @@ func splitBySpells(sentAt, lat []time.Duration, spells steadyResult, settle, tar
 }
 
 // print reports the run; steady, when measured, says what the machine's
-// slow spells alone would make of the p99.
+// slow spells would make of the p99 if they stopped all work.
 func (r openResult) print(w io.Writer, steady steadyResult) {
 	fmt.Fprintf(w, "open loop (%d notices/s for %s, %d notices, latency from each scheduled send time)\n", r.rate, r.duration, r.notices)
 	fmt.Fprintf(w, "  submit→delivered             %s  (target p99 ≤ 50ms)\n", r.delivered)
 	if steady.units > 0 {
-		fmt.Fprintf(w, "    the idle machine's slow spells alone: p99 %s (first part)\n", steady.spellQuantile(0.99).Round(time.Millisecond))
+		fmt.Fprintf(w, "    the idle machine's slow spells, if they stopped all work: p99 %s (first part)\n", steady.spellQuantile(0.99).Round(time.Millisecond))
 	}
 	if r.spells.units > 0 {
 		sp := r.spells
-		fmt.Fprintf(w, "  slow spells during the run   %d, %.1f %% of the time (the steadiness probe beside the load: slow units %.1f %%, slowest %.1f×); they alone: p99 %s\n",
+		fmt.Fprintf(w, "  slow spells during the run   %d, %.1f %% of the time (the steadiness probe beside the load: slow units %.1f %%, slowest %.1f×); if they stopped all work: p99 %s\n",
 			len(sp.spellLens), 100*sp.spellShare(), 100*float64(sp.slow)/float64(sp.units), sp.worst, sp.spellQuantile(0.99).Round(time.Millisecond))
 		fmt.Fprintf(w, "  %-29s%d notices, %d of them sent during a spell or within %s after one\n", "over "+r.target.String(), r.over, r.overNear, r.settle)
 		if r.awayCount > 0 {

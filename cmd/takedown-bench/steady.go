@@ -179,7 +179,7 @@ func (r steadyResult) print(w io.Writer) {
 		slices.Sort(lens)
 		fmt.Fprintf(w, "  %-33s%d: median %s, longest %s; %.1f %% of the time\n",
 			"slow spells (≥"+minSpell.String()+")", n, lens[n/2].Round(time.Millisecond), lens[n-1].Round(time.Millisecond), 100*r.spellShare())
-		fmt.Fprintf(w, "  %-33sp99 %s (work arriving evenly, none done during a spell)\n", "wait the spells alone impose", r.spellQuantile(0.99).Round(time.Millisecond))
+		fmt.Fprintf(w, "  %-33sp99 wait %s (work arriving evenly)\n", "if the spells stopped all work", r.spellQuantile(0.99).Round(time.Millisecond))
 	}
 	fmt.Fprintln(w)
 }
@@ -199,9 +199,10 @@ func (r steadyResult) spellShare() float64 {
 // spellQuantile is the p-quantile (0 < p < 1) of the wait that the slow
 // spells alone impose on work arriving evenly over the measured time, if
 // nothing progressed during a spell: work arriving inside a spell waits
-// for the rest of it, other work not at all. At a 10–25× slowdown and a
-// busy machine that is close to what happens: what a spell leaves undone
-// piles up until it ends. The share of arrivals that wait longer than q is
+// for the rest of it, other work not at all. On a busy machine a 10–25×
+// slowdown comes close to that: what a spell leaves undone piles up until
+// it ends. On a lightly loaded one work goes on during a spell, slower,
+// and waits are shorter. The share of arrivals that wait longer than q is
 // Σ max(0, len−q) / duration; the result is the least q for which that
 // share is at most 1−p.
 func (r steadyResult) spellQuantile(p float64) time.Duration {
