@@ -7,7 +7,7 @@ local h = load()
 local st = h[1]
 if not st then return {'not_found'} end
 if h[3] ~= ARGV[4] then return {'forbidden'} end
-if ARGV[5] ~= '' and h[11] == ARGV[5] then return {'dup', st} end
+if seen(ARGV[5], h[11]) then return {'dup', st} end
 if st == 'received' then return {'early'} end
 if st == 'acknowledged' or st == 'blocked' then return {'dup', st} end
 if st ~= 'delivered' then return {'illegal', st} end

@@ -52,11 +52,17 @@ local function clear_overdue()
   end
 end
 
--- close takes a notice out of every index once it is terminal.
-local function close()
+-- unindex takes a notice out of the due and deadline indexes and drops
+-- its scheduler claim.
+local function unindex()
   redis.call('ZREM', DUE, ID)
   redis.call('ZREM', DL, ID)
   redis.call('HDEL', CLM, ID)
+end
+
+-- close takes a notice out of every index once it is terminal.
+local function close()
+  unindex()
   clear_overdue()
 end
 
@@ -102,10 +108,12 @@ local function emit(typ, x, extra)
   return record(v, typ, x, extra, load())
 end
 
--- check_message returns true when this message (stream sequence of the
--- feedback or intake message) was already applied: redelivery is a no-op.
-local function seen(msgkey)
-  return msgkey ~= '' and get('lastmsg') == msgkey
+-- seen returns true when this message (stream sequence of the feedback or
+-- intake message) was already applied: redelivery is a no-op. last is the
+-- notice's lastmsg when the caller has read it already (see load).
+local function seen(msgkey, last)
+  if last == nil then last = get('lastmsg') end
+  return msgkey ~= '' and last == msgkey
 end
 local function mark(msgkey)
   if msgkey ~= '' then redis.call('HSET', N, 'lastmsg', msgkey) end

@@ -9,7 +9,7 @@ local h = load()
 local st = h[1]
 if not st then return {'not_found'} end
 if h[3] ~= ARGV[4] then return {'forbidden'} end
-if (ARGV[5] ~= '' and h[11] == ARGV[5]) or st == 'removed' then return {'dup', st} end
+if seen(ARGV[5], h[11]) or st == 'removed' then return {'dup', st} end
 if st == 'received' then return {'early'} end
 if st ~= 'delivered' and st ~= 'acknowledged' and st ~= 'blocked' then return {'illegal', st} end
 local action = tonumber(ARGV[6])
@@ -18,10 +18,9 @@ local in_time = 1
 if h[7] == '1' and action > (tonumber(h[6]) or 0) then in_time = 0 end
 local took = action - (tonumber(h[9]) or 0)
 if took < 0 then took = 0 end
--- Out of every index, as close() does, with the hash written once.
-redis.call('ZREM', DUE, ID)
-redis.call('ZREM', DL, ID)
-redis.call('HDEL', CLM, ID)
+-- Out of every index, as close() does, with the overdue flag cleared in
+-- the one write of the hash below.
+unindex()
 local v = (tonumber(h[10]) or 0) + 1 -- as HINCRBY would
 local f = {'state', 'removed', 'v', v, 'running', 0, 'action_at', action, 'in_time', in_time}
 if h[8] == '1' then
