@@ -75,6 +75,8 @@ type steadyProbe struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	timings [][]unitTiming
+	once    sync.Once
+	result  steadyResult
 }
 
 // startSteadyProbe starts timing units on every CPU until stop.
@@ -106,15 +108,19 @@ func startSteadyProbe(ctx context.Context) *steadyProbe {
 	return p
 }
 
-// stop ends the probe and summarises what it timed.
+// stop ends the probe and summarises what it timed; later calls return
+// the same summary.
 func (p *steadyProbe) stop() steadyResult {
-	p.cancel()
-	p.wg.Wait()
-	var all []unitTiming
-	for _, t := range p.timings {
-		all = append(all, t...)
-	}
-	return steadyResult{duration: time.Since(p.start)}.summarise(all)
+	p.once.Do(func() {
+		p.cancel()
+		p.wg.Wait()
+		var all []unitTiming
+		for _, t := range p.timings {
+			all = append(all, t...)
+		}
+		p.result = steadyResult{duration: time.Since(p.start)}.summarise(all)
+	})
+	return p.result
 }
 
 func measureSteadiness(ctx context.Context, d time.Duration) steadyResult {
