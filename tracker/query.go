@@ -1,7 +1,6 @@
 package tracker
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -32,34 +31,51 @@ func (s *Store) Timeline(ctx context.Context, id string) ([]pipeline.Event, erro
 		return nil, fmt.Errorf("timeline %s: %w", id, err)
 	}
 	raw := lines.Val()
-	constant := map[string]any{"n": id}
-	for i, f := range []string{"is", "pr", "k", "ref"} {
-		if v, ok := fixed.Val()[i].(string); ok {
-			constant[f] = v
-		}
+	var constant [5]string // n, is, pr, k, ref
+	constant[0] = id
+	for i := range 4 {
+		constant[i+1], _ = fixed.Val()[i].(string)
 	}
 	out := make([]pipeline.Event, 0, len(raw))
 	for _, r := range raw {
-		dec := json.NewDecoder(bytes.NewReader([]byte(r)))
-		dec.UseNumber()
-		var obj map[string]any
-		if err := dec.Decode(&obj); err != nil {
-			return nil, fmt.Errorf("timeline %s: %w", id, err)
-		}
-		vals := make(map[string]any, len(obj)+len(constant))
-		for k, v := range constant {
-			vals[k] = v
-		}
-		for k, v := range obj {
-			vals[k] = fmt.Sprint(v)
-		}
-		ev, err := outboxEvent(redis.XMessage{Values: vals})
+		ev, err := timelineEvent(r, constant)
 		if err != nil {
 			return nil, fmt.Errorf("timeline %s: %w", id, err)
 		}
 		out = append(out, ev)
 	}
 	return out, nil
+}
+
+// timelineEvent reads one timeline entry: the packed outbox form without
+// the fields every event of the notice repeats (constant: id, issuer,
+// provider, kind, reference), or the JSON object of entries written before
+// that form, which leaves out empty and default fields.
+func timelineEvent(entry string, constant [5]string) (pipeline.Event, error) {
+	if !strings.HasPrefix(entry, "{") {
+		vals := strings.SplitN(entry, "\x1f", len(packedFields))
+		if len(vals) != len(packedFields) {
+			return pipeline.Event{}, fmt.Errorf("packed entry has %d values, want %d", len(vals), len(packedFields))
+		}
+		for i, f := range []string{"n", "is", "pr", "k", "ref"} {
+			vals[packedIndex[f]] = constant[i]
+		}
+		return outboxEvent(redis.XMessage{Values: map[string]any{"e": strings.Join(vals, "\x1f")}})
+	}
+	dec := json.NewDecoder(strings.NewReader(entry))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return pipeline.Event{}, err
+	}
+	vals := make(map[string]any, len(obj)+len(constant))
+	for i, f := range []string{"n", "is", "pr", "k", "ref"} {
+		vals[f] = constant[i]
+	}
+	for k, v := range obj {
+		vals[k] = fmt.Sprint(v)
+	}
+	return outboxEvent(redis.XMessage{Values: vals})
 }
 
 // Query selects notices for a listing. Issuer and Provider scope it (a

@@ -116,6 +116,25 @@ func TestTimelineAndAttempts(t *testing.T) {
 	if tl[1].Deadline == nil || !tl[1].Deadline.Equal(t0.Add(5*time.Second+time.Hour)) || tl[2].InTime == nil || !*tl[2].InTime {
 		t.Errorf("timeline details: %+v %+v", tl[1], tl[2])
 	}
+	// The timeline holds the same events as the outbox, but for the
+	// notice the received event carries (Record.Body has it).
+	entries, err := st.ReadOutbox(ctx, tracker.ShardOf(n.ID(), st.Shards()), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var relayed []pipeline.Event
+	for _, e := range entries {
+		if e.Event.NoticeID == n.ID() {
+			relayed = append(relayed, e.Event)
+		}
+	}
+	if len(relayed) != 3 || len(relayed[0].Notice) == 0 {
+		t.Fatalf("outbox holds %d events of the notice, the first with notice %q", len(relayed), relayed[0].Notice)
+	}
+	relayed[0].Notice = nil
+	if diff := cmp.Diff(relayed, tl); diff != "" {
+		t.Errorf("timeline differs from the events (-outbox +timeline):\n%s", diff)
+	}
 	attempts, err := st.Attempts(ctx, n.ID())
 	if err != nil {
 		t.Fatal(err)

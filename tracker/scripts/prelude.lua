@@ -72,7 +72,6 @@ end
 -- field/value pairs; x is a JSON object of event details prepared by the
 -- caller.
 local function record(v, typ, x, extra, h)
-  local dl, run, ov, da = h[6] or '', h[7] or '0', h[8] or '0', h[9] or ''
   -- The outbox entry is one field, the event's values in a fixed order
   -- separated by the unit separator (\31), which none of them can hold:
   -- ids and enums are plain words, the reference is validated to have no
@@ -80,22 +79,19 @@ local function record(v, typ, x, extra, h)
   -- field is much cheaper to write and to read back than a field each.
   local ex = {}
   if extra then for i = 1, #extra, 2 do ex[extra[i]] = extra[i + 1] end end
-  redis.call('XADD', OUT, '*', 'e', table.concat({ID, v, typ, NOWTXT, h[1], h[2], h[3], h[4], h[5],
-    dl, run, ov, da, ex['it'] or '', ex['ms'] or '', ex['att'] or '', x or ''}, '\31'))
-  -- The notice's own timeline keeps what changes from event to event; the
-  -- constant fields (id, issuer, provider, kind, reference) and the notice
-  -- body are in the hash and the body key already.
-  -- Empty and default fields are left out to keep the entries small.
-  local obj = {v = v, t = typ, at = NOWTXT, st = h[1]}
-  if dl ~= '' then obj['dl'] = dl end
-  if run ~= '0' then obj['run'] = run end
-  if ov ~= '0' then obj['ov'] = ov end
-  if da ~= '' then obj['da'] = da end
-  if typ ~= 'received' and typ ~= 'replayed' and x and x ~= '' then obj['x'] = x end
-  if extra then for i = 1, #extra, 2 do obj[extra[i]] = extra[i + 1] end end
+  local e = {ID, v, typ, NOWTXT, h[1], h[2], h[3], h[4], h[5],
+    h[6] or '', h[7] or '0', h[8] or '0', h[9] or '', ex['it'] or '', ex['ms'] or '', ex['att'] or '', x or ''}
+  redis.call('XADD', OUT, '*', 'e', table.concat(e, '\31'))
+  -- The notice's own timeline keeps the same entry without what every
+  -- event of the notice repeats (id, issuer, provider, kind, reference:
+  -- in the hash) and without the received event's notice (in the body
+  -- key): packed the same way, it is smaller and cheaper to build than
+  -- JSON.
+  e[1], e[6], e[7], e[8], e[9] = '', '', '', '', ''
+  if typ == 'received' or typ == 'replayed' then e[17] = '' end
   -- A notice followed up for months keeps its latest 200 events here; the
   -- events stream keeps everything.
-  if redis.call('RPUSH', TL, cjson.encode(obj)) > 200 then
+  if redis.call('RPUSH', TL, table.concat(e, '\31')) > 200 then
     redis.call('LTRIM', TL, -200, -1)
   end
   return v
