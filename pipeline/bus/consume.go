@@ -180,7 +180,10 @@ func (b *Bus) Run(ctx context.Context, cons jetstream.Consumer, cfg RunConfig, h
 }
 
 func (b *Bus) handle(ctx context.Context, msg jetstream.Msg, cfg RunConfig, h Handler) {
-	log := cfg.Logger.With("subject", msg.Subject())
+	// The logger is made only when there is something to log: most
+	// messages are acknowledged without a word, and With formats its
+	// attributes at once.
+	log := func() *slog.Logger { return cfg.Logger.With("subject", msg.Subject()) }
 	if cfg.Ready != nil {
 		for !cfg.Ready() {
 			// Hold the message while a dependency is down rather than
@@ -198,14 +201,14 @@ func (b *Bus) handle(ctx context.Context, msg jetstream.Msg, cfg RunConfig, h Ha
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HandleTimeout)
 	defer cancel()
 	out := h(hctx, msg)
-	meta, _ := msg.Metadata()
-	switch out.kind {
-	case outcomeAck:
+	if out.kind == outcomeAck {
 		if err := msg.Ack(); err != nil {
-			log.Warn("ack failed; the message will be redelivered and handled as a duplicate", "err", err)
+			log().Warn("ack failed; the message will be redelivered and handled as a duplicate", "err", err)
 		}
 		return
-	case outcomeRetry:
+	}
+	meta, _ := msg.Metadata()
+	if out.kind == outcomeRetry {
 		if meta == nil || int(meta.NumDelivered) < cfg.MaxDeliver {
 			delay := out.delay
 			if delay == 0 && meta != nil {
@@ -217,25 +220,27 @@ func (b *Bus) handle(ctx context.Context, msg jetstream.Msg, cfg RunConfig, h Ha
 			if deliveries(meta) > 3 {
 				level = slog.LevelWarn
 			}
-			log.Log(ctx, level, "retrying message", "delivery", deliveries(meta), "in", delay, "cause", out.detail)
+			if cfg.Logger.Enabled(ctx, level) {
+				log().Log(ctx, level, "retrying message", "delivery", deliveries(meta), "in", delay, "cause", out.detail)
+			}
 			if err := msg.NakWithDelay(delay); err != nil {
-				log.Warn("nak failed; redelivery after the ack wait", "err", err)
+				log().Warn("nak failed; redelivery after the ack wait", "err", err)
 			}
 			return
 		}
 		out = Park("exhausted", fmt.Sprintf("gave up after %d deliveries: %s", meta.NumDelivered, out.detail))
 	}
 	if err := b.Park(hctx, cfg.Stream, msg, out.reason, out.detail, cfg.Now()); err != nil {
-		log.Error("cannot park message; it stays in its stream for redelivery", "reason", out.reason, "err", err)
+		log().Error("cannot park message; it stays in its stream for redelivery", "reason", out.reason, "err", err)
 		_ = msg.NakWithDelay(Backoff(deliveries(meta)))
 		return
 	}
-	log.Info("message parked", "reason", out.reason, "detail", out.detail)
+	log().Info("message parked", "reason", out.reason, "detail", out.detail)
 	if cfg.OnPark != nil {
 		cfg.OnPark(out.reason)
 	}
 	if err := msg.Ack(); err != nil {
-		log.Warn("ack after park failed; the message may be parked twice (deduplicated)", "err", err)
+		log().Warn("ack after park failed; the message may be parked twice (deduplicated)", "err", err)
 	}
 }
 
