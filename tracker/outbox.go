@@ -63,13 +63,21 @@ func (s *Store) ReadOutboxes(ctx context.Context, shards []int, limit int) (map[
 	return out, nil
 }
 
-// TrimOutbox deletes relayed entries.
-func (s *Store) TrimOutbox(ctx context.Context, shard int, ids ...string) error {
+// TrimOutboxes deletes relayed entries, given by shard, in one round trip.
+func (s *Store) TrimOutboxes(ctx context.Context, ids map[int][]string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if err := s.rdb.XDel(ctx, shardKeys(shard).outbox(), ids...).Err(); err != nil {
-		return fmt.Errorf("trim outbox %d: %w", shard, err)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for shard, sids := range ids {
+			if len(sids) > 0 {
+				p.XDel(ctx, shardKeys(shard).outbox(), sids...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("trim outboxes: %w", err)
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ type ScheduleStore interface {
 type OutboxStore interface {
 	Shards() int
 	ReadOutboxes(ctx context.Context, shards []int, limit int) (map[int][]tracker.OutboxEntry, error)
-	TrimOutbox(ctx context.Context, shard int, ids ...string) error
+	TrimOutboxes(ctx context.Context, ids map[int][]string) error
 	AcquireShard(ctx context.Context, shard int, owner string, ttl time.Duration) (bool, error)
 	ReleaseShard(ctx context.Context, shard int, owner string) error
 }

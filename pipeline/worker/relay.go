@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -138,71 +139,99 @@ func (r *Relay) round(ctx context.Context, held map[int]time.Time) (n int, full 
 	if err != nil {
 		return 0, false, err
 	}
+	// Every shard's events are published before any acknowledgement is
+	// awaited, and the acknowledged prefixes are trimmed in one round
+	// trip: a round costs the same few waits however many shards it
+	// touches.
+	var pubs []*shardPublish
 	for _, shard := range mine {
 		if entries := outboxes[shard]; len(entries) > 0 {
 			full = full || len(entries) >= r.Batch
-			done, err := r.relayShard(ctx, shard, entries)
-			n += done
-			if err != nil {
-				return n, full, err
-			}
+			pubs = append(pubs, r.publish(shard, entries))
 		}
 	}
-	return n, full, nil
+	if len(pubs) == 0 {
+		return 0, full, nil
+	}
+	// One deadline for the whole round, not one per event.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	trim := make(map[int][]string, len(pubs))
+	var perr error
+	for _, p := range pubs {
+		if err := p.wait(wctx); err != nil && perr == nil {
+			perr = err
+		}
+		if p.done > 0 {
+			ids := make([]string, p.done)
+			for i := range p.done {
+				ids[i] = p.entries[i].StreamID
+			}
+			trim[p.shard] = ids
+		}
+		n += p.done
+	}
+	if err := r.Store.TrimOutboxes(ctx, trim); err != nil {
+		return 0, full, err
+	}
+	r.Metrics.EventsRelayed.Add(float64(n))
+	return n, full, perr
 }
 
-func (r *Relay) relayShard(ctx context.Context, shard int, entries []tracker.OutboxEntry) (int, error) {
+// shardPublish is one shard's events of a round on their way to the
+// events stream.
+type shardPublish struct {
+	shard   int
+	entries []tracker.OutboxEntry
+	futures []jetstream.PubAckFuture
+	err     error // why publishing stopped before the last entry
+	done    int   // how many entries, from the first, JetStream acknowledged
+}
+
+// publish sends a shard's events asynchronously, in order, stopping at the
+// first that cannot be sent.
+func (r *Relay) publish(shard int, entries []tracker.OutboxEntry) *shardPublish {
 	js := r.Bus.JetStream()
-	futures := make([]jetstream.PubAckFuture, 0, len(entries))
+	p := &shardPublish{shard: shard, entries: entries, futures: make([]jetstream.PubAckFuture, 0, len(entries))}
 	for _, e := range entries {
 		data, err := json.Marshal(e.Event)
 		if err != nil {
-			return 0, fmt.Errorf("event %s: %w", e.Event.ID, err)
+			p.err = fmt.Errorf("event %s: %w", e.Event.ID, err)
+			break
 		}
 		m := nats.NewMsg(r.Bus.EventSubject(e.Event.Issuer, e.Event.Provider, string(e.Event.Type)))
 		m.Data = data
 		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(e.Event.ID))
 		if err != nil {
+			p.err = fmt.Errorf("async publish refused: %w", err)
 			break
 		}
-		futures = append(futures, f)
+		p.futures = append(p.futures, f)
 	}
-	// Trim only the prefix JetStream acknowledged: what follows a failure
-	// is published again next round, in order, and deduplicated.
-	done := 0
-	var perr error
-	// One timer for the whole batch, not one per event.
-	timeout := time.NewTimer(10 * time.Second)
-	defer timeout.Stop()
-wait:
-	for _, f := range futures {
+	return p
+}
+
+// wait counts the acknowledged prefix of the shard's events. Only that
+// prefix is trimmed: what follows a failure is published again next
+// round, in order, and deduplicated.
+func (p *shardPublish) wait(ctx context.Context) error {
+	for _, f := range p.futures {
 		select {
 		case <-f.Ok():
-			done++
+			p.done++
+			continue
 		case err := <-f.Err():
-			perr = err
-			break wait
+			p.err = err
 		case <-ctx.Done():
-			perr = ctx.Err()
-			break wait
-		case <-timeout.C:
-			perr = fmt.Errorf("no ack from the events stream within 10s")
-			break wait
+			p.err = ctx.Err()
+			if errors.Is(p.err, context.DeadlineExceeded) {
+				p.err = errors.New("no ack from the events stream within 10s")
+			}
 		}
+		break
 	}
-	ids := make([]string, done)
-	for i := range done {
-		ids[i] = entries[i].StreamID
+	if p.err != nil {
+		return fmt.Errorf("publish events of shard %d: %w", p.shard, p.err)
 	}
-	if err := r.Store.TrimOutbox(ctx, shard, ids...); err != nil {
-		return done, err
-	}
-	r.Metrics.EventsRelayed.Add(float64(done))
-	if perr != nil {
-		return done, fmt.Errorf("publish events of shard %d: %w", shard, perr)
-	}
-	if done < len(entries) {
-		return done, fmt.Errorf("publish events of shard %d: async publish refused", shard)
-	}
-	return done, nil
+	return nil
 }

@@ -18,7 +18,7 @@ import (
 // publishing and trimming.
 type crashBeforeTrim struct{ *tracker.Store }
 
-func (crashBeforeTrim) TrimOutbox(context.Context, int, ...string) error {
+func (crashBeforeTrim) TrimOutboxes(context.Context, map[int][]string) error {
 	return errors.New("killed before trim")
 }
 
