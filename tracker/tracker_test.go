@@ -127,7 +127,13 @@ func TestTransitions(t *testing.T) {
 			{feedback(pipeline.FeedbackAcknowledged), pipeline.ErrDuplicate, pipeline.StateAcknowledged},
 			{feedback(pipeline.FeedbackRemoved), nil, pipeline.StateRemoved},
 			{feedback(pipeline.FeedbackRemoved), pipeline.ErrDuplicate, pipeline.StateRemoved},
-			{feedback(pipeline.FeedbackAcknowledged), pipeline.ErrIllegalTransition, pipeline.StateRemoved},
+			// Overtaken by the removal (feedback is taken concurrently):
+			// nothing to do, nothing to refuse.
+			{feedback(pipeline.FeedbackAcknowledged), pipeline.ErrDuplicate, pipeline.StateRemoved},
+		}},
+		{name: "removal overtakes the acknowledgement", steps: []step{
+			{feedback(pipeline.FeedbackRemoved), nil, pipeline.StateRemoved},
+			{feedback(pipeline.FeedbackAcknowledged), pipeline.ErrDuplicate, pipeline.StateRemoved},
 		}},
 		{name: "disabled without ack", steps: []step{
 			{feedback(pipeline.FeedbackDisabled), nil, pipeline.StateRemoved},
@@ -149,6 +155,7 @@ func TestTransitions(t *testing.T) {
 			{action("de-bka", pipeline.ActionWithdraw), nil, pipeline.StateWithdrawn},
 			{action("de-bka", pipeline.ActionWithdraw), pipeline.ErrDuplicate, pipeline.StateWithdrawn},
 			{feedback(pipeline.FeedbackRemoved), pipeline.ErrIllegalTransition, pipeline.StateWithdrawn},
+			{feedback(pipeline.FeedbackAcknowledged), pipeline.ErrDuplicate, pipeline.StateWithdrawn},
 		}},
 		{name: "withdraw by another issuer", steps: []step{
 			{action("fr-pharos", pipeline.ActionWithdraw), pipeline.ErrForbidden, pipeline.StateDelivered},
@@ -163,6 +170,7 @@ func TestTransitions(t *testing.T) {
 			{feedback(pipeline.FeedbackAcknowledged), nil, pipeline.StateAcknowledged},
 			{feedback(pipeline.FeedbackDeclined), nil, pipeline.StateDeclined},
 			{action("de-bka", pipeline.ActionWithdraw), pipeline.ErrIllegalTransition, pipeline.StateDeclined},
+			{feedback(pipeline.FeedbackAcknowledged), pipeline.ErrDuplicate, pipeline.StateDeclined},
 		}},
 		{name: "feedback before delivery is recorded", undelivered: true, steps: []step{
 			{feedback(pipeline.FeedbackAcknowledged), tracker.ErrNotYetDelivered, pipeline.StateReceived},

@@ -220,3 +220,45 @@ func TestFeedbackOvertakingItsDeliveryRecordIsApplied(t *testing.T) {
 		t.Fatalf("%d messages parked", got)
 	}
 }
+
+// Feedback workers take a provider's messages concurrently, so its
+// "removed" can be applied before its "acknowledged". The late
+// acknowledgement changes nothing and is not refused: refusing it would
+// park a well-behaved provider's message and page an operator.
+func TestAcknowledgementOvertakenByRemovalIsNotRefused(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	id := h.submit(testenv.Notice("de-bka", "BKA-OVERTAKEN-1", "videohost", pipeline.KindRemovalOrder))
+	h.waitState(id, pipeline.StateDelivered)
+	h.feedback(removed(id, "videohost", t0))
+	h.waitState(id, pipeline.StateRemoved)
+	h.feedback(simple(id, "videohost", pipeline.FeedbackAcknowledged))
+	ctx := context.Background()
+	testenv.WaitFor(t, 10*time.Second, "the acknowledgement taken off the feedback stream", func() bool {
+		st, err := h.js.Stream(ctx, h.bus.StreamName(bus.Feedback))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs == 0
+	})
+	if got := testutil.ToFloat64(h.metrics.Rejected.WithLabelValues("feedback", "illegal_transition")); got != 0 {
+		t.Errorf("late acknowledgement refused (%v rejections)", got)
+	}
+	st, err := h.js.Stream(ctx, h.bus.StreamName(bus.Parked))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Errorf("parked stream holds %d messages (%v), want none", info.State.Msgs, err)
+	}
+	if got := h.state(id); got != pipeline.StateRemoved {
+		t.Errorf("state %s, want removed", got)
+	}
+	if diff := cmp.Diff([]string{"received", "delivered", "removed"}, eventTypes(h.waitEvents(id, 3))); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}

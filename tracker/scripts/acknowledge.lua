@@ -9,7 +9,13 @@ if not st then return {'not_found'} end
 if h[3] ~= ARGV[4] then return {'forbidden'} end
 if seen(ARGV[5], h[11]) then return {'dup', st} end
 if st == 'received' then return {'early'} end
-if st == 'acknowledged' or st == 'blocked' then return {'dup', st} end
+-- Receipt is already confirmed by any later answer, and a notice that is
+-- closed has nothing left to acknowledge: an acknowledgement that arrives
+-- after them (feedback workers take a provider's messages concurrently, so
+-- its "removed" can overtake its "acknowledged") changes nothing.
+if st == 'acknowledged' or st == 'blocked' or st == 'removed' or st == 'declined' or st == 'withdrawn' then
+  return {'dup', st}
+end
 if st ~= 'delivered' then return {'illegal', st} end
 local v = (tonumber(h[10]) or 0) + 1 -- as HINCRBY would
 local f = {'state', 'acknowledged', 'v', v}
