@@ -31,7 +31,7 @@ func (s *Store) Timeline(ctx context.Context, id string) ([]pipeline.Event, erro
 		return nil, fmt.Errorf("timeline %s: %w", id, err)
 	}
 	raw := lines.Val()
-	var constant [5]string // n, is, pr, k, ref
+	var constant [5]string // as constantFields
 	constant[0] = id
 	for i := range 4 {
 		constant[i+1], _ = fixed.Val()[i].(string)
@@ -47,17 +47,22 @@ func (s *Store) Timeline(ctx context.Context, id string) ([]pipeline.Event, erro
 	return out, nil
 }
 
+// constantFields are the event fields a timeline entry leaves out, since
+// every event of the notice repeats them: id, issuer, provider, kind,
+// reference.
+var constantFields = [5]string{"n", "is", "pr", "k", "ref"}
+
 // timelineEvent reads one timeline entry: the packed outbox form without
-// the fields every event of the notice repeats (constant: id, issuer,
-// provider, kind, reference), or the JSON object of entries written before
-// that form, which leaves out empty and default fields.
+// the constant fields (given, in the order of constantFields), or the JSON
+// object of entries written before that form, which leaves out empty and
+// default fields.
 func timelineEvent(entry string, constant [5]string) (pipeline.Event, error) {
 	if !strings.HasPrefix(entry, "{") {
 		vals := strings.SplitN(entry, "\x1f", len(packedFields))
 		if len(vals) != len(packedFields) {
 			return pipeline.Event{}, fmt.Errorf("packed entry has %d values, want %d", len(vals), len(packedFields))
 		}
-		for i, f := range []string{"n", "is", "pr", "k", "ref"} {
+		for i, f := range constantFields {
 			vals[packedIndex[f]] = constant[i]
 		}
 		return outboxEvent(redis.XMessage{Values: map[string]any{"e": strings.Join(vals, "\x1f")}})
@@ -69,7 +74,7 @@ func timelineEvent(entry string, constant [5]string) (pipeline.Event, error) {
 		return pipeline.Event{}, err
 	}
 	vals := make(map[string]any, len(obj)+len(constant))
-	for i, f := range []string{"n", "is", "pr", "k", "ref"} {
+	for i, f := range constantFields {
 		vals[f] = constant[i]
 	}
 	for k, v := range obj {
