@@ -129,13 +129,20 @@ func (n *Notice) ID() string { return NoticeID(n.Issuer, n.Reference) }
 
 // Fingerprint is a digest of the notice's content. Two submissions with the
 // same id but different fingerprints are a conflict.
-func (n *Notice) Fingerprint() string {
-	b, _ := json.Marshal(n) // a Notice always marshals
-	return FingerprintOf(b)
+func (n *Notice) Fingerprint() string { return FingerprintOf(n.JSON()) }
+
+// JSON is the notice's canonical JSON, byte for byte what json.Marshal
+// writes for it: what is stored, delivered and fingerprinted. Calling
+// MarshalJSON directly spares json.Marshal's second pass over a
+// marshaler's output (it validates and compacts what is already compact),
+// which every new notice would pay for.
+func (n *Notice) JSON() []byte {
+	b, _ := n.MarshalJSON() // a Notice always marshals
+	return b
 }
 
 // FingerprintOf is the fingerprint of a notice from its JSON as
-// json.Marshal writes it, for callers that have marshalled it already.
+// json.Marshal (and JSON) writes it, for callers that have it already.
 func FingerprintOf(body []byte) string {
 	sum := sha256.Sum256(body)
 	return hex.EncodeToString(sum[:16])

@@ -123,8 +123,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	canonical, _ := json.Marshal(n) // a Notice always marshals
-	if err := s.cfg.Intake.PublishIntake(r.Context(), n.Issuer, id, canonical); err != nil {
+	if err := s.cfg.Intake.PublishIntake(r.Context(), n.Issuer, id, n.JSON()); err != nil {
 		writeError(w, err)
 		return
 	}

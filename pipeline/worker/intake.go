@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,10 +64,7 @@ func (w *Intake) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
 		return w.reject("unknown_provider", fmt.Errorf("provider %q is not in the directory", n.Provider))
 	}
 	id := n.ID()
-	body, err := json.Marshal(n)
-	if err != nil {
-		return w.reject("invalid", err)
-	}
+	body := n.JSON()
 	now := w.Clock.Now()
 	rec := tracker.Record{Snapshot: pipeline.Snapshot{ID: id, State: pipeline.StateReceived, Kind: n.Kind, Issuer: n.Issuer, Provider: n.Provider, CreatedAt: now}, Body: body}
 	_, err = w.Store.Create(ctx, n, body, now, now.Add(w.Dir.PolicyFor(n.Provider, n.Kind).RetryDeliveryEvery.D()))
