@@ -104,14 +104,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		natsURL = ns.ClientURL()
 		log.Info("embedded NATS server started", "url", natsURL, "store", filepath.Join(cfg.DataDir, "nats"))
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("takedownd"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+	auth, err := natsAuth(cfg)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("takedownd"), auth, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: we closed it ourselves
 				log.Error("NATS connection lost; reconnecting", "component", "nats", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "component", "nats", "url", c.ConnectedUrlRedacted()) }))
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "component", "nats", "url", c.ConnectedUrlRedacted()) }),
+		// Errors the server reports without closing (a permissions
+		// violation), and the end of a connection NATS gave up on (an
+		// authorization refused twice: wrong seed or credentials).
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Error("NATS reported an error", "component", "nats", "err", err)
+		}),
+		nats.ClosedHandler(func(c *nats.Conn) {
+			if err := c.LastError(); err != nil {
+				log.Error("NATS connection closed", "component", "nats", "err", err)
+			}
+		}))
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
@@ -269,6 +284,11 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg config, log 
 		if err == nil {
 			return b, nil
 		}
+		if nc := js.Conn(); nc.IsClosed() {
+			// Not an outage to wait out: the client gave up, most often
+			// because the server refused takedownd's credentials.
+			return nil, fmt.Errorf("NATS closed the connection (%v): check -nats-url and -nats-nkey-seed-file or -nats-creds against the server's users", nc.LastError())
+		}
 		if attempt == 1 || attempt%10 == 0 {
 			log.Error("cannot set up JetStream streams; retrying", "component", "nats", "attempt", attempt, "err", err)
 		}
@@ -278,6 +298,26 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg config, log 
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// natsAuth is how takedownd proves who it is to NATS: the NKey of
+// -nats-nkey-seed-file, the credentials of -nats-creds, or nothing. A seed
+// that cannot be read is a configuration error, reported before connecting.
+func natsAuth(cfg config) (nats.Option, error) {
+	switch {
+	case cfg.NATSNKeySeed != "":
+		opt, err := nats.NkeyOptionFromSeed(cfg.NATSNKeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("%w: -nats-nkey-seed-file %s: %v", errUsage, cfg.NATSNKeySeed, err)
+		}
+		return opt, nil
+	case cfg.NATSCreds != "":
+		if _, err := os.Stat(cfg.NATSCreds); err != nil {
+			return nil, fmt.Errorf("%w: -nats-creds: %v", errUsage, err)
+		}
+		return nats.UserCredentials(cfg.NATSCreds), nil
+	}
+	return func(*nats.Options) error { return nil }, nil
 }
 
 func startEmbeddedNATS(cfg config) (*server.Server, error) {

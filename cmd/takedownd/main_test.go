@@ -234,6 +234,14 @@ func TestConfig(t *testing.T) {
 	if c.Directory != "d.yaml" || c.Shards != 32 || !c.has("intake") || !c.has("scheduler") || c.has("relay") || c.AutoPipeline {
 		t.Errorf("env fallback or flag precedence wrong: %+v", c)
 	}
+	if c, err := parseConfig([]string{"-directory", "d", "-nats-url", "nats://n:4222"}, func(k string) string {
+		return map[string]string{"TAKEDOWN_NATS_NKEY_SEED_FILE": "/run/secrets/k"}[k]
+	}, io.Discard); err != nil || c.NATSNKeySeed != "/run/secrets/k" {
+		t.Errorf("seed file from the environment: %q, %v", c.NATSNKeySeed, err)
+	}
+	if _, err := natsAuth(config{NATSNKeySeed: filepath.Join(t.TempDir(), "missing.nk")}); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "-nats-nkey-seed-file") {
+		t.Errorf("unreadable seed file: %v", err)
+	}
 	if relayLinger(0) >= 0 || relayLinger(c.RelayLinger) != 5*time.Millisecond {
 		t.Errorf("-relay-linger 0 must turn the linger off and the default must be 5ms: %v, %v", relayLinger(0), relayLinger(c.RelayLinger))
 	}
@@ -250,6 +258,8 @@ func TestConfig(t *testing.T) {
 		{nil, nil, "-directory: required"},
 		{nil, map[string]string{"TAKEDOWN_SHARDS": "many"}, "TAKEDOWN_SHARDS"},
 		{[]string{"-directory", "d", "extra"}, nil, "unexpected arguments"},
+		{[]string{"-directory", "d", "-nats-nkey-seed-file", "s.nk"}, nil, "need -nats-url"},
+		{[]string{"-directory", "d", "-nats-url", "nats://n:4222", "-nats-creds", "c.creds"}, map[string]string{"TAKEDOWN_NATS_NKEY_SEED_FILE": "s.nk"}, "give one"},
 	} {
 		_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
 		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {
@@ -306,7 +316,7 @@ func TestDeployFilesAreCurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	err = natsConfig([]string{"-directory", "../../deploy/directory.example.yaml", "-pipeline-nkey", "UC5OAMNUSICPFZTYIAIBHVOBVC63FEF3OMY47IT5CP66XKCNFR5X6EMJ"},
+	err = natsConfig([]string{"-directory", "../../deploy/directory.example.yaml", "-pipeline-nkey", "UC6KF7627ALSQ3Q44NDWMXZZWQIHUVZHX3QFQDBO2PXUT4N7KM5YYYDO"},
 		func(string) string { return "" }, &out, io.Discard)
 	if err != nil {
 		t.Fatal(err)
