@@ -30,7 +30,7 @@ lint:
 
 ## fuzz: run each fuzz target for FUZZTIME executions
 fuzz:
-	@for t in FuzzDecodeNotice FuzzDecodeFeedback FuzzDecodeIntake FuzzParseDirectory; do \
+	@for t in FuzzDecodeNotice FuzzDecodeFeedback FuzzDecodeIntake FuzzParseDirectory FuzzAppendJSONString; do \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pipeline/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./cmd/takedownd/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./notifier/signature/

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -194,11 +193,7 @@ func (r *Relay) publish(shard int, entries []tracker.OutboxEntry) *shardPublish 
 	js := r.Bus.JetStream()
 	p := &shardPublish{shard: shard, entries: entries, futures: make([]jetstream.PubAckFuture, 0, len(entries))}
 	for _, e := range entries {
-		data, err := json.Marshal(e.Event)
-		if err != nil {
-			p.err = fmt.Errorf("event %s: %w", e.Event.ID, err)
-			break
-		}
+		data := e.Event.AppendJSON(make([]byte, 0, 512+len(e.Event.Notice)))
 		m := nats.NewMsg(r.Bus.EventSubject(e.Event.Issuer, e.Event.Provider, string(e.Event.Type)))
 		m.Data = data
 		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(e.Event.ID))
