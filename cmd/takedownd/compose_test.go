@@ -208,25 +208,10 @@ func TestComposeFileIsConsistent(t *testing.T) {
 
 // composeNATS runs a NATS server with the nats service's configuration,
 // on a free port and a temporary store.
-func composeNATS(t *testing.T, c compose) *server.Server {
+func composeNATS(t *testing.T, c compose) *testenv.NATSServer {
 	t.Helper()
 	natsCmd := c.Services["nats"].Command
-	opts, err := server.ProcessConfigFile(c.hostPath("nats", natsCmd[slices.Index(natsCmd, "-c")+1]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir = "127.0.0.1", -1, 0, t.TempDir()
-	opts.NoSigs, opts.NoLog = true, true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS not ready")
-	}
-	return ns
+	return testenv.StartNATSFromConfig(t, c.hostPath("nats", natsCmd[slices.Index(natsCmd, "-c")+1]))
 }
 
 // A NATS server that refuses takedownd's credentials is not an outage to
@@ -241,7 +226,7 @@ func TestDaemonRefusedByNATSSaysWhy(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err := run(ctx, []string{"-directory", dirFile, "-nats-url", ns.ClientURL(), "-redis-url", "redis://" + rdb.Options().Addr + "/0",
+	err := run(ctx, []string{"-directory", dirFile, "-nats-url", ns.URL(), "-redis-url", "redis://" + rdb.Options().Addr + "/0",
 		"-http", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "Authorization Violation") || !strings.Contains(err.Error(), "-nats-nkey-seed-file") {
 		t.Fatalf("run without credentials: %v", err)
@@ -290,7 +275,7 @@ func TestComposeStack(t *testing.T) {
 		name, value, _ := strings.Cut(strings.TrimPrefix(a, "-"), "=")
 		switch name {
 		case "nats-url":
-			value = ns.ClientURL()
+			value = ns.URL()
 		case "redis-url":
 			value = "redis://" + rs.Addr() + "/0"
 		case "http":

@@ -91,10 +91,26 @@ type NATSServer struct {
 // and a temporary store, shut down when the test ends.
 func StartNATS(tb testing.TB) *NATSServer {
 	tb.Helper()
-	opts := &server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: tb.TempDir(), NoLog: true, NoSigs: true,
+	return startNATS(tb, &server.Options{JetStream: true})
+}
+
+// StartNATSFromConfig runs a NATS server with the configuration file conf
+// (its users, permissions and JetStream settings), on a random loopback
+// port with a temporary store and no monitoring port, shut down when the
+// test ends.
+func StartNATSFromConfig(tb testing.TB, conf string) *NATSServer {
+	tb.Helper()
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		tb.Fatalf("nats configuration %s: %v", conf, err)
 	}
+	opts.HTTPPort = 0
+	return startNATS(tb, opts)
+}
+
+func startNATS(tb testing.TB, opts *server.Options) *NATSServer {
+	tb.Helper()
+	opts.Host, opts.Port, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, tb.TempDir(), true, true
 	s := &NATSServer{opts: opts}
 	if err := s.start(); err != nil {
 		tb.Fatal(err)

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/pipeline"
 	"github.com/takedown-eu/takedown/pipeline/bus"
 )
@@ -112,21 +112,7 @@ providers:
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := server.ProcessConfigFile(conf)
-	if err != nil {
-		t.Fatalf("rendered configuration does not load: %v\n%s", err, body)
-	}
-	opts.NoLog, opts.NoSigs = true, true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	url := ns.ClientURL()
+	url := testenv.StartNATSFromConfig(t, conf).URL()
 
 	_, pjs := pipe.connect(t, url)
 	b, err := bus.New(ctx, pjs, bus.Config{})
