@@ -18,7 +18,6 @@ type config struct {
 	Roles           []string
 	NATSURL         string
 	NATSNKeySeed    string
-	NATSCreds       string
 	NATSListen      string
 	RedisURL        string
 	AutoPipeline    bool
@@ -55,7 +54,6 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	roles := fs.String("roles", strings.Join(allRoles, ","), "comma-separated roles to run: intake, feedback, scheduler, relay, api")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty runs an embedded NATS server with JetStream")
 	fs.StringVar(&c.NATSNKeySeed, "nats-nkey-seed-file", "", "file holding takedownd's NKey seed (SU…), for a NATS server with NKey users such as `takedownd nats-config` renders")
-	fs.StringVar(&c.NATSCreds, "nats-creds", "", "NATS user credentials file (JWT and seed), for a server in operator mode")
 	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server (when -nats-url is empty)")
 	fs.StringVar(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis:// or rediss://)")
 	fs.BoolVar(&c.AutoPipeline, "redis-autopipeline", true, "share Redis round trips among concurrent workers (go-redis autopipelining); false: one round trip per script")
@@ -132,12 +130,9 @@ func (c *config) validate() error {
 		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
 			bad("-nats-listen: %q is not host:port", c.NATSListen)
 		}
-		if c.NATSNKeySeed != "" || c.NATSCreds != "" {
-			bad("-nats-nkey-seed-file and -nats-creds need -nats-url (the embedded server has no users)")
+		if c.NATSNKeySeed != "" {
+			bad("-nats-nkey-seed-file needs -nats-url (the embedded server has no users)")
 		}
-	}
-	if c.NATSNKeySeed != "" && c.NATSCreds != "" {
-		bad("-nats-nkey-seed-file and -nats-creds: give one")
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		bad("-http: %q is not host:port", c.HTTPAddr)

@@ -287,7 +287,7 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg config, log 
 		if nc := js.Conn(); nc.IsClosed() {
 			// Not an outage to wait out: the client gave up, most often
 			// because the server refused takedownd's credentials.
-			return nil, fmt.Errorf("NATS closed the connection (%v): check -nats-url and -nats-nkey-seed-file or -nats-creds against the server's users", nc.LastError())
+			return nil, fmt.Errorf("NATS closed the connection (%v): check -nats-url and -nats-nkey-seed-file against the server's users", nc.LastError())
 		}
 		if attempt == 1 || attempt%10 == 0 {
 			log.Error("cannot set up JetStream streams; retrying", "component", "nats", "attempt", attempt, "err", err)
@@ -301,23 +301,17 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg config, log 
 }
 
 // natsAuth is how takedownd proves who it is to NATS: the NKey of
-// -nats-nkey-seed-file, the credentials of -nats-creds, or nothing. A seed
-// that cannot be read is a configuration error, reported before connecting.
+// -nats-nkey-seed-file, or nothing. A seed that cannot be read is a
+// configuration error, reported before connecting.
 func natsAuth(cfg config) (nats.Option, error) {
-	switch {
-	case cfg.NATSNKeySeed != "":
-		opt, err := nats.NkeyOptionFromSeed(cfg.NATSNKeySeed)
-		if err != nil {
-			return nil, fmt.Errorf("%w: -nats-nkey-seed-file %s: %v", errUsage, cfg.NATSNKeySeed, err)
-		}
-		return opt, nil
-	case cfg.NATSCreds != "":
-		if _, err := os.Stat(cfg.NATSCreds); err != nil {
-			return nil, fmt.Errorf("%w: -nats-creds: %v", errUsage, err)
-		}
-		return nats.UserCredentials(cfg.NATSCreds), nil
+	if cfg.NATSNKeySeed == "" {
+		return func(*nats.Options) error { return nil }, nil
 	}
-	return func(*nats.Options) error { return nil }, nil
+	opt, err := nats.NkeyOptionFromSeed(cfg.NATSNKeySeed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: -nats-nkey-seed-file %s: %v", errUsage, cfg.NATSNKeySeed, err)
+	}
+	return opt, nil
 }
 
 func startEmbeddedNATS(cfg config) (*server.Server, error) {
