@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 	"go.yaml.in/yaml/v3"
@@ -85,6 +86,45 @@ func (c compose) hostPath(service, inContainer string) string {
 		}
 	}
 	return ""
+}
+
+// docker-compose.yml is a valid Compose file as Docker Compose itself reads
+// it: compose-go (the library docker compose is built on) loads it with the
+// Compose Specification's schema and its consistency checks (services,
+// volumes and secrets that are referred to exist, healthcheck and
+// dependency conditions are well formed).
+func TestComposeFileLoads(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(repoRoot, "docker-compose.yml")},
+		cli.WithWorkingDirectory(repoRoot), cli.WithConsistency(true), cli.WithNormalization(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	if project.Name != "takedown" || len(project.Services) != 5 {
+		t.Errorf("project %q with %d services", project.Name, len(project.Services))
+	}
+	td, err := project.GetService("takedownd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range []string{"nats", "redis"} {
+		if td.DependsOn[dep].Condition != "service_healthy" {
+			t.Errorf("takedownd starts without waiting for %s to be healthy", dep)
+		}
+		if s, _ := project.GetService(dep); s.HealthCheck == nil || len(s.HealthCheck.Test) == 0 {
+			t.Errorf("%s has no healthcheck for takedownd to wait on", dep)
+		}
+	}
+	cfg, err := parseConfig(td.Command, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if td.StopGracePeriod == nil || time.Duration(*td.StopGracePeriod) <= cfg.ShutdownTimeout {
+		t.Errorf("takedownd's stop grace period %v does not exceed its shutdown timeout %v: in-flight work would be killed", td.StopGracePeriod, cfg.ShutdownTimeout)
+	}
 }
 
 // Everything docker-compose.yml points at exists and agrees: mounts and
