@@ -53,7 +53,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.SetOutput(out)
 	roles := fs.String("roles", strings.Join(allRoles, ","), "comma-separated roles to run: intake, feedback, scheduler, relay, api")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty runs an embedded NATS server with JetStream")
-	fs.StringVar(&c.NATSNKeySeed, "nats-nkey-seed-file", "", "file holding takedownd's NKey seed (SU…), for a NATS server with NKey users such as `takedownd nats-config` renders")
+	fs.StringVar(&c.NATSNKeySeed, "nats-nkey-seed-file", "", "`file` holding takedownd's NKey seed (SU…), for a NATS server with NKey users such as takedownd nats-config renders")
 	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server (when -nats-url is empty)")
 	fs.StringVar(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis:// or rediss://)")
 	fs.BoolVar(&c.AutoPipeline, "redis-autopipeline", true, "share Redis round trips among concurrent workers (go-redis autopipelining); false: one round trip per script")
