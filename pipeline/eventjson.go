@@ -33,29 +33,14 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = appendJSONString(dst, e.Provider)
 	dst = append(dst, `,"kind":`...)
 	dst = appendJSONString(dst, string(e.Kind))
-	if e.Reference != "" {
-		dst = append(dst, `,"reference":`...)
-		dst = appendJSONString(dst, e.Reference)
-	}
-	if e.Deadline != nil {
-		dst = append(dst, `,"deadline":`...)
-		dst = appendJSONTime(dst, *e.Deadline)
-	}
+	dst = appendOptString(dst, `,"reference":`, e.Reference)
+	dst = appendOptTime(dst, `,"deadline":`, e.Deadline)
 	if e.Overdue {
 		dst = append(dst, `,"overdue":true`...)
 	}
-	if e.DeliveredAt != nil {
-		dst = append(dst, `,"delivered_at":`...)
-		dst = appendJSONTime(dst, *e.DeliveredAt)
-	}
-	if e.Outcome != "" {
-		dst = append(dst, `,"outcome":`...)
-		dst = appendJSONString(dst, string(e.Outcome))
-	}
-	if e.ActionAt != nil {
-		dst = append(dst, `,"action_at":`...)
-		dst = appendJSONTime(dst, *e.ActionAt)
-	}
+	dst = appendOptTime(dst, `,"delivered_at":`, e.DeliveredAt)
+	dst = appendOptString(dst, `,"outcome":`, string(e.Outcome))
+	dst = appendOptTime(dst, `,"action_at":`, e.ActionAt)
 	if e.InTime != nil {
 		dst = append(dst, `,"in_time":`...)
 		dst = strconv.AppendBool(dst, *e.InTime)
@@ -64,18 +49,9 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"seconds":`...)
 		dst = appendJSONFloat(dst, *e.Seconds)
 	}
-	if e.Ground != "" {
-		dst = append(dst, `,"ground":`...)
-		dst = appendJSONString(dst, string(e.Ground))
-	}
-	if e.Explanation != "" {
-		dst = append(dst, `,"explanation":`...)
-		dst = appendJSONString(dst, e.Explanation)
-	}
-	if e.ProviderReference != "" {
-		dst = append(dst, `,"provider_reference":`...)
-		dst = appendJSONString(dst, e.ProviderReference)
-	}
+	dst = appendOptString(dst, `,"ground":`, string(e.Ground))
+	dst = appendOptString(dst, `,"explanation":`, e.Explanation)
+	dst = appendOptString(dst, `,"provider_reference":`, e.ProviderReference)
 	if e.Attempt != 0 {
 		dst = append(dst, `,"attempt":`...)
 		dst = strconv.AppendInt(dst, int64(e.Attempt), 10)
@@ -85,6 +61,22 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 		dst = append(dst, e.Notice...)
 	}
 	return append(dst, '}')
+}
+
+// appendOptString appends key and s, unless s is empty (omitempty).
+func appendOptString(dst []byte, key, s string) []byte {
+	if s == "" {
+		return dst
+	}
+	return appendJSONString(append(dst, key...), s)
+}
+
+// appendOptTime appends key and *t, unless t is nil (omitempty).
+func appendOptTime(dst []byte, key string, t *time.Time) []byte {
+	if t == nil {
+		return dst
+	}
+	return appendJSONTime(append(dst, key...), *t)
 }
 
 const hexDigits = "0123456789abcdef"
