@@ -276,12 +276,7 @@ func (r e2eResult) print(w io.Writer, raw rawResult) {
 	fmt.Fprintf(w, "  submit→delivered             %s\n", r.delivered)
 	fmt.Fprintf(w, "  submit→removed               %s\n", r.removed)
 	fmt.Fprintf(w, "  CPU per 1,000 notices        %10.3f s (this process: workers, embedded NATS server, simulated providers; and redis-server: %.3f s)\n", r.cpuPer1000.Seconds(), r.redisPer1000.Seconds())
-	for i, c := range r.redisCommands {
-		if i == 4 {
-			break
-		}
-		fmt.Fprintf(w, "    redis %-22s %10.3f s (%d calls, %.1f µs each)\n", c.name, float64(c.usec)/1e6*1000/float64(r.notices), c.calls, float64(c.usec)/float64(max(c.calls, 1)))
-	}
+	printCommandStats(w, r.redisCommands, r.notices)
 	printAOFRewrites(w, r.aofRewrites)
 	if raw.publishPerSec > 0 {
 		fmt.Fprintf(w, "  pipeline ÷ raw publish       %10.4f (1/%.1f; target ≥ 1/20)\n", r.perSec/raw.publishPerSec, raw.publishPerSec/r.perSec)
@@ -344,6 +339,7 @@ type openResult struct {
 	// CPU of the whole run (this process and redis-server) per 1,000
 	// notices, and redis-server's part of it.
 	cpuPer1000, redisPer1000 time.Duration
+	redisCommands            []commandStat
 	// spells the steadiness probe saw during the run, and the latencies
 	// read against them.
 	spells steadyResult
@@ -362,6 +358,18 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 	}
 	n := int(o.openFor.Seconds() * float64(o.openRate))
 	r.notices = n
+	// The notices are encoded before the clock starts, as in the closed
+	// loop: the issuer's encoding is not the pipeline's work, and on two
+	// shared cores it would take CPU from it.
+	ids := make([]string, n)
+	bodies := make([][]byte, n)
+	for i := range n {
+		nt := benchNotice(fmt.Sprintf("OPEN-%07d", i), i)
+		ids[i], bodies[i] = nt.ID(), mustJSON(nt)
+	}
+	if err := e.rdb.ConfigResetStat(ctx).Err(); err != nil {
+		return r, err
+	}
 	aof0 := aofRewrites(ctx, e)
 	if o.traceFile != "" {
 		f, err := os.Create(o.traceFile)
@@ -388,21 +396,18 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 	cpu0, redis0 := e.cpu(), procCPU(e.redis.PID())
 	probe := startSteadyProbe(ctx)
 	defer probe.stop()
-	ids := make([]string, n)
 	scheduled := make([]time.Time, n)
 	start := time.Now().Add(100 * time.Millisecond)
 	interval := time.Second / time.Duration(o.openRate)
 	for i := range n {
-		nt := benchNotice(fmt.Sprintf("OPEN-%07d", i), i)
-		ids[i] = nt.ID()
 		scheduled[i] = start.Add(time.Duration(i) * interval)
 		if d := time.Until(scheduled[i]); d > 0 {
 			time.Sleep(d)
 		}
 		// Latency counts from the scheduled time, so a stall here shows.
 		m := nats.NewMsg("takedown.intake.bench")
-		m.Data = mustJSON(nt)
-		if _, err := e.issuer.PublishMsgAsync(m, jetstream.WithMsgID(nt.ID())); err != nil {
+		m.Data = bodies[i]
+		if _, err := e.issuer.PublishMsgAsync(m, jetstream.WithMsgID(ids[i])); err != nil {
 			return r, err
 		}
 	}
@@ -414,6 +419,9 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 	r.aofRewrites = aofRewrites(ctx, e) - aof0
 	r.cpuPer1000 = (e.cpu() - cpu0) * 1000 / time.Duration(n)
 	r.redisPer1000 = (procCPU(e.redis.PID()) - redis0) * 1000 / time.Duration(n)
+	if r.redisCommands, err = commandStats(ctx, e); err != nil {
+		return r, err
+	}
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	lat := make([]time.Duration, n)
@@ -496,6 +504,7 @@ func (r openResult) print(w io.Writer, steady steadyResult) {
 		}
 	}
 	fmt.Fprintf(w, "  CPU per 1,000 notices          %.3f s (redis-server: %.3f s)\n", r.cpuPer1000.Seconds(), r.redisPer1000.Seconds())
+	printCommandStats(w, r.redisCommands, r.notices)
 	printAOFRewrites(w, r.aofRewrites)
 	fmt.Fprintln(w)
 }
@@ -506,4 +515,15 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// printCommandStats prints redis-server's busiest commands of a run
+// (INFO commandstats, reset at its start), per 1,000 of its notices.
+func printCommandStats(w io.Writer, stats []commandStat, notices int) {
+	for i, c := range stats {
+		if i == 4 {
+			break
+		}
+		fmt.Fprintf(w, "    redis %-22s %10.3f s (%d calls, %.1f µs each)\n", c.name, float64(c.usec)/1e6*1000/float64(notices), c.calls, float64(c.usec)/float64(max(c.calls, 1)))
+	}
 }
