@@ -371,6 +371,17 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 		return r, err
 	}
 	aof0 := aofRewrites(ctx, e)
+	if o.openCPUProfile != "" && o.traceFile == "" {
+		f, err := os.Create(o.openCPUProfile)
+		if err != nil {
+			return r, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return r, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if o.traceFile != "" {
 		f, err := os.Create(o.traceFile)
 		if err != nil {
