@@ -50,15 +50,23 @@ func (s *Store) ReadOutboxes(ctx context.Context, shards []int, limit int) (map[
 	if err != nil {
 		return nil, fmt.Errorf("read outboxes: %w", err)
 	}
-	out := map[int][]OutboxEntry{}
+	out := make(map[int][]OutboxEntry, len(shards))
 	for i, c := range cmds {
-		for _, m := range c.Val() {
+		msgs := c.Val()
+		if len(msgs) == 0 {
+			continue
+		}
+		// Sized once: an entry holds a whole event, and growing the
+		// slice by appending copied each one several times.
+		entries := make([]OutboxEntry, 0, len(msgs))
+		for _, m := range msgs {
 			ev, err := outboxEvent(m)
 			if err != nil {
 				return nil, fmt.Errorf("outbox %d entry %s: %w", shards[i], m.ID, err)
 			}
-			out[shards[i]] = append(out[shards[i]], OutboxEntry{StreamID: m.ID, Event: ev})
+			entries = append(entries, OutboxEntry{StreamID: m.ID, Event: ev})
 		}
+		out[shards[i]] = entries
 	}
 	return out, nil
 }
