@@ -58,6 +58,7 @@ type options struct {
 	openNotices   int
 	probes        int
 	memoryNotices int
+	dedupeIDs     int
 	skipScheduler bool
 	only          map[string]bool
 	cpuProfile    string
@@ -93,6 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.openNotices, "open-notices", 1000000, "open notices tracked during the scheduler run")
 	fs.IntVar(&o.probes, "probes", 20000, "notices whose escalations are timed in the scheduler run")
 	fs.IntVar(&o.memoryNotices, "memory-notices", 100000, "open notices used to measure Redis memory per notice")
+	fs.IntVar(&o.dedupeIDs, "dedupe-ids", 1000000, "message ids published to measure nats-server's memory for duplicate detection (part of the memory part)")
 	fs.BoolVar(&o.skipScheduler, "skip-scheduler", false, "skip the scheduler-at-scale run")
 	only := fs.String("only", "", "comma-separated parts to run ("+strings.Join(parts, ",")+"); default all")
 	fs.BoolVar(&o.autoRewrite, "auto-aof-rewrite", false, "let redis-server rewrite its AOF by itself during the measured parts (by default it is rewritten between them)")
@@ -143,9 +145,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		raw.print(stdout)
 	}
+	var e2e e2eResult
 	if o.runs("e2e") {
-		e2e, err := measureClosedLoop(ctx, env, o)
-		if err != nil {
+		if e2e, err = measureClosedLoop(ctx, env, o); err != nil {
 			return fmt.Errorf("end to end: %w", err)
 		}
 		e2e.print(stdout, raw)
@@ -163,6 +165,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("memory: %w", err)
 		}
 		mem.print(stdout)
+		dd, err := measureDedupe(ctx, env, o.dedupeIDs)
+		if err != nil {
+			return fmt.Errorf("duplicate detection: %w", err)
+		}
+		var idsPerNotice float64
+		if e2e.notices > 0 {
+			idsPerNotice = float64(e2e.nats.stored) / float64(e2e.notices)
+		}
+		dd.print(stdout, idsPerNotice)
 	}
 	if o.runs("scheduler") {
 		sch, err := measureScheduler(ctx, env, o)

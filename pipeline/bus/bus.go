@@ -33,7 +33,7 @@ type Config struct {
 	// months of preservation, plus margin).
 	EventsMaxAge time.Duration
 	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values
-	// to drop duplicate publishes. Default 10 minutes.
+	// to drop duplicate publishes. Default DefaultDuplicateWindow.
 	DuplicateWindow time.Duration
 	// Storage is file (default) or memory.
 	Storage jetstream.StorageType
@@ -58,12 +58,18 @@ func (c *Config) defaults() {
 		c.EventsMaxAge = 190 * 24 * time.Hour
 	}
 	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = 10 * time.Minute
+		c.DuplicateWindow = DefaultDuplicateWindow
 	}
 	if c.PublishTry == 0 {
 		c.PublishTry = 2 * time.Second
 	}
 }
+
+// DefaultDuplicateWindow is how long the streams remember message ids
+// unless configured otherwise: a publish repeated after a lost PubAck or
+// an outage of up to this long is still recognised. The server keeps
+// every id of the window in memory.
+const DefaultDuplicateWindow = 10 * time.Minute
 
 // Bus is the project's view of JetStream. Safe for concurrent use.
 type Bus struct {
