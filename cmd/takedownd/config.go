@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/takedown-eu/takedown/pipeline/bus"
 )
 
 // config is takedownd's configuration, from flags with environment
@@ -33,6 +35,7 @@ type config struct {
 	MaxDeliver      int
 	SchedulerEvery  time.Duration
 	RelayLinger     time.Duration
+	DuplicateWindow time.Duration
 	ShutdownTimeout time.Duration
 	APIRate         float64
 	APIBurst        int
@@ -69,6 +72,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.IntVar(&c.MaxDeliver, "max-deliver", 50, "deliveries of one intake or feedback message before it is parked")
 	fs.DurationVar(&c.SchedulerEvery, "scheduler-interval", time.Second, "time between scheduler passes")
 	fs.DurationVar(&c.RelayLinger, "relay-linger", 5*time.Millisecond, "the relay's pause after a round without a full batch: the most it delays an event, traded for fewer, larger rounds")
+	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", bus.DefaultDuplicateWindow, "how long the streams recognise a repeated message id (a publish retried after a lost acknowledgement or an outage); nats-server keeps every id of the window in memory, about 150 B each and 8 per notice")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight work")
 	fs.Float64Var(&c.APIRate, "api-rate", 20, "API requests per second allowed to each principal")
 	fs.IntVar(&c.APIBurst, "api-burst", 40, "API request burst allowed to each principal")
@@ -160,6 +164,9 @@ func (c *config) validate() error {
 	}
 	if c.RelayLinger < 0 || c.RelayLinger > time.Second {
 		bad("-relay-linger: %s (want 0 to 1s)", c.RelayLinger)
+	}
+	if c.DuplicateWindow < time.Minute || c.DuplicateWindow > 24*time.Hour {
+		bad("-duplicate-window: %s (want 1m to 24h: a shorter window could store an event that a relay publishes again after a failover twice)", c.DuplicateWindow)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		bad("-log-level: %q (want debug, info, warn or error)", c.LogLevel)

@@ -279,7 +279,7 @@ func waitUntil(wg *sync.WaitGroup, deadline time.Time) bool {
 func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg config, log *slog.Logger) (*bus.Bus, error) {
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		b, err := bus.New(cctx, js, bus.Config{Prefix: cfg.Prefix, Replicas: cfg.Replicas})
+		b, err := bus.New(cctx, js, bus.Config{Prefix: cfg.Prefix, Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow})
 		cancel()
 		if err == nil {
 			return b, nil

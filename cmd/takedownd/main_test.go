@@ -23,6 +23,7 @@ import (
 
 	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/bus"
 	"github.com/takedown-eu/takedown/tracker/redisserver"
 )
 
@@ -122,7 +123,7 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestDaemonEndToEnd(t *testing.T) {
 	rdb := testenv.Redis(t)
-	d := startDaemon(t, "-redis-url", "redis://"+rdb.Options().Addr+"/0")
+	d := startDaemon(t, "-redis-url", "redis://"+rdb.Options().Addr+"/0", "-duplicate-window", "3m")
 
 	if code, body := get(t, "http://"+d.httpAddr+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz: %d %q", code, body)
@@ -134,6 +135,15 @@ func TestDaemonEndToEnd(t *testing.T) {
 	nc := testenv.Connect(t, d.natsURL)
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
+	for _, name := range []string{"TAKEDOWN_INTAKE", "TAKEDOWN_EVENTS"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := st.CachedInfo().Config.Duplicates; w != 3*time.Minute {
+			t.Errorf("%s: duplicate window %s, want -duplicate-window's 3m", name, w)
+		}
+	}
 	n := testenv.Notice("de-bka", "E2E-1", "videohost", pipeline.KindRemovalOrder)
 	m := nats.NewMsg("takedown.intake.de-bka")
 	m.Data = testenv.JSON(n)
@@ -242,6 +252,14 @@ func TestConfig(t *testing.T) {
 	if _, err := natsAuth(config{NATSNKeySeed: filepath.Join(t.TempDir(), "missing.nk")}); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "-nats-nkey-seed-file") {
 		t.Errorf("unreadable seed file: %v", err)
 	}
+	if c.DuplicateWindow != bus.DefaultDuplicateWindow {
+		t.Errorf("-duplicate-window default %s, want the bus's %s", c.DuplicateWindow, bus.DefaultDuplicateWindow)
+	}
+	if c, err := parseConfig([]string{"-directory", "d"}, func(k string) string {
+		return map[string]string{"TAKEDOWN_DUPLICATE_WINDOW": "2m"}[k]
+	}, io.Discard); err != nil || c.DuplicateWindow != 2*time.Minute {
+		t.Errorf("duplicate window from the environment: %s, %v", c.DuplicateWindow, err)
+	}
 	if relayLinger(0) >= 0 || relayLinger(c.RelayLinger) != 5*time.Millisecond {
 		t.Errorf("-relay-linger 0 must turn the linger off and the default must be 5ms: %v, %v", relayLinger(0), relayLinger(c.RelayLinger))
 	}
@@ -254,6 +272,8 @@ func TestConfig(t *testing.T) {
 		{[]string{"-directory", "d", "-redis-url", "http://x"}, nil, "-redis-url"},
 		{[]string{"-directory", "d", "-shards", "0", "-log-level", "loud"}, nil, "-shards"},
 		{[]string{"-directory", "d", "-relay-linger", "-1ms"}, nil, "-relay-linger"},
+		{[]string{"-directory", "d", "-duplicate-window", "10s"}, nil, "-duplicate-window: 10s"},
+		{[]string{"-directory", "d", "-duplicate-window", "48h"}, nil, "-duplicate-window: 48h"},
 		{[]string{"-directory", "d", "-subject-prefix", "a.b"}, nil, "-subject-prefix"},
 		{nil, nil, "-directory: required"},
 		{nil, map[string]string{"TAKEDOWN_SHARDS": "many"}, "TAKEDOWN_SHARDS"},
