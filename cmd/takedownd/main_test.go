@@ -347,3 +347,34 @@ func TestDeployFilesAreCurrent(t *testing.T) {
 		t.Errorf("nats-config without flags: %v", err)
 	}
 }
+
+// The README's flags table documents every flag takedownd has.
+func TestREADMEDocumentsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(readme), "### `takedownd` flags")
+	if !ok {
+		t.Fatal("README has no \"### `takedownd` flags\" section")
+	}
+	table, _, _ = strings.Cut(table, "\n### ")
+	var usage bytes.Buffer
+	if _, err := parseConfig([]string{"-h"}, func(string) string { return "" }, &usage); err == nil {
+		t.Fatal("-h: want flag.ErrHelp")
+	}
+	n := 0
+	for _, line := range strings.Split(usage.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(line, "  -") {
+			continue
+		}
+		n++
+		if !strings.Contains(table, "`"+f[0]+"`") {
+			t.Errorf("flag %s is not in the README's flags table", f[0])
+		}
+	}
+	if n < 20 {
+		t.Fatalf("found %d flags in the usage text, want all of them:\n%s", n, usage.String())
+	}
+}
