@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"time"
 
@@ -25,17 +26,36 @@ type dedupeResult struct {
 // measureDedupe publishes n small messages with ids shaped like the
 // pipeline's (a notice id and a version) to a scratch stream with the
 // pipeline's duplicate window, and n without ids to another, and divides
-// the difference in the heap they leave (the server is embedded in this
-// process) by n: what each id costs the server for as long as the window
-// remembers it.
-func measureDedupe(ctx context.Context, e *env, n int) (dedupeResult, error) {
+// the difference in the heap they leave by n: what each id costs the
+// server for as long as the window remembers it. The server for this is
+// one of its own, embedded in this process so that its heap can be read.
+func measureDedupe(ctx context.Context, n int) (dedupeResult, error) {
 	r := dedupeResult{ids: n, window: bus.DefaultDuplicateWindow}
+	dir, err := os.MkdirTemp("", "takedown-bench-dedupe-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := startNATS(dir)
+	if err != nil {
+		return r, err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return r, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		return r, err
+	}
 	grow := func(name string, withIDs bool) (int64, error) {
 		cfg := jetstream.StreamConfig{Name: name, Subjects: []string{"bench." + name}, Storage: jetstream.FileStorage, Duplicates: r.window}
-		if _, err := e.js.CreateStream(ctx, cfg); err != nil {
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
 			return 0, err
 		}
-		defer func() { _ = e.js.DeleteStream(context.WithoutCancel(ctx), name) }()
+		defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), name) }()
 		before := heapAfterGC()
 		for i := range n {
 			m := nats.NewMsg("bench." + name)
@@ -44,15 +64,15 @@ func measureDedupe(ctx context.Context, e *env, n int) (dedupeResult, error) {
 			if withIDs {
 				opts = append(opts, jetstream.WithMsgID(pipeline.EventID(pipeline.NoticeID("bench", fmt.Sprintf("DEDUPE-%08d", i)), 3)))
 			}
-			if _, err := e.js.PublishMsgAsync(m, opts...); err != nil {
+			if _, err := js.PublishMsgAsync(m, opts...); err != nil {
 				return 0, err
 			}
 			if i%4096 == 4095 {
-				<-e.js.PublishAsyncComplete()
+				<-js.PublishAsyncComplete()
 			}
 		}
 		select {
-		case <-e.js.PublishAsyncComplete():
+		case <-js.PublishAsyncComplete():
 		case <-time.After(time.Minute):
 			return 0, fmt.Errorf("stream %s: PubAcks missing after a minute", name)
 		}

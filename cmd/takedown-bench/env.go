@@ -51,9 +51,14 @@ providers:
 
 type env struct {
 	dir string
-	ns  *server.Server
-	nc  *nats.Conn
-	js  jetstream.JetStream // the pipeline's
+	// The NATS server: embedded in this process (ns), as takedownd runs
+	// it without -nats-url, or a process of its own (natsProc), as a
+	// separate nats-server.
+	ns       *server.Server
+	natsProc *natsChild
+	natsURL  string
+	nc       *nats.Conn
+	js       jetstream.JetStream // the pipeline's
 	// The other parties' connections.
 	issuer, providers, watcher jetstream.JetStream
 	conns                      []*nats.Conn
@@ -68,20 +73,23 @@ type env struct {
 	stderr                     io.Writer
 }
 
-func startEnv(ctx context.Context, stderr io.Writer) (*env, error) {
+func startEnv(ctx context.Context, stderr io.Writer, natsApart bool) (*env, error) {
 	e := &env{stderr: stderr, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	var err error
 	if e.dir, err = os.MkdirTemp("", "takedown-bench-"); err != nil {
 		return nil, err
 	}
-	e.ns, err = server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: filepath.Join(e.dir, "nats"), NoLog: true, NoSigs: true, JetStreamMaxMemory: 1 << 30})
-	if err != nil {
-		return nil, err
-	}
-	e.ns.Start()
-	if !e.ns.ReadyForConnections(10 * time.Second) {
-		return nil, fmt.Errorf("nats not ready")
+	storeDir := filepath.Join(e.dir, "nats")
+	if natsApart {
+		if e.natsProc, err = startNATSChild(storeDir, stderr); err != nil {
+			return nil, err
+		}
+		e.natsURL = e.natsProc.url
+	} else {
+		if e.ns, err = startNATS(storeDir); err != nil {
+			return nil, err
+		}
+		e.natsURL = e.ns.ClientURL()
 	}
 	// The pipeline, the submitting issuer, the simulated providers and
 	// the measuring watcher each have their own connection, as they would
@@ -121,7 +129,7 @@ func startEnv(ctx context.Context, stderr io.Writer) (*env, error) {
 
 // connect opens one more client connection to the embedded server.
 func (e *env) connect(name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(e.ns.ClientURL(), nats.Name(name))
+	nc, err := nats.Connect(e.natsURL, nats.Name(name))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -144,15 +152,28 @@ func (e *env) close() {
 		e.ns.Shutdown()
 		e.ns.WaitForShutdown()
 	}
+	if e.natsProc != nil {
+		e.natsProc.stop()
+	}
 	_ = os.RemoveAll(e.dir)
 }
 
-// cpu is this process's CPU time plus the redis-server child's.
+// cpu is this process's CPU time plus the redis-server child's and, when
+// it runs apart, the NATS server's.
 func (e *env) cpu() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return self + procCPU(e.redis.PID())
+	return self + procCPU(e.redis.PID()) + e.natsCPU()
+}
+
+// natsCPU is the NATS server process's CPU time (0 when it is embedded:
+// this process's time includes it).
+func (e *env) natsCPU() time.Duration {
+	if e.natsProc == nil {
+		return 0
+	}
+	return procCPU(e.natsProc.pid)
 }
 
 // procCPU reads utime+stime of a process from /proc.

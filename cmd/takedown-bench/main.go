@@ -1,6 +1,7 @@
 // Command takedown-bench measures the pipeline on the machine at hand, in
-// one run against one embedded NATS server (file store) and one
-// redis-server child (AOF everysec), and prints the figures:
+// one run against one NATS server (file store; embedded, or with
+// -nats-apart a process of its own) and one redis-server child (AOF
+// everysec), and prints the figures:
 //
 //   - how steady the idle machine's CPUs are: a fixed unit of work timed
 //     every 5 ms on each CPU, so that latencies can be read against the
@@ -20,7 +21,8 @@
 //   - the scheduler with many open notices: how late escalations fire and
 //     what one pass costs;
 //
-//   - Redis memory per open notice.
+//   - Redis memory per open notice, and nats-server's memory per message
+//     id for the duplicate window.
 //
 //     make bench      # or: go build -o bin/ ./cmd/... && bin/takedown-bench
 package main
@@ -40,6 +42,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == natsServerArg {
+		os.Exit(runNATSServer(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -59,6 +64,7 @@ type options struct {
 	probes        int
 	memoryNotices int
 	dedupeIDs     int
+	natsApart     bool
 	skipScheduler bool
 	only          map[string]bool
 	cpuProfile    string
@@ -95,6 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.probes, "probes", 20000, "notices whose escalations are timed in the scheduler run")
 	fs.IntVar(&o.memoryNotices, "memory-notices", 100000, "open notices used to measure Redis memory per notice")
 	fs.IntVar(&o.dedupeIDs, "dedupe-ids", 1000000, "message ids published to measure nats-server's memory for duplicate detection (part of the memory part)")
+	fs.BoolVar(&o.natsApart, "nats-apart", false, "run the NATS server as a process of its own (as a separate nats-server runs beside takedownd -nats-url) instead of inside this process (as takedownd runs it without -nats-url)")
 	fs.BoolVar(&o.skipScheduler, "skip-scheduler", false, "skip the scheduler-at-scale run")
 	only := fs.String("only", "", "comma-separated parts to run ("+strings.Join(parts, ",")+"); default all")
 	fs.BoolVar(&o.autoRewrite, "auto-aof-rewrite", false, "let redis-server rewrite its AOF by itself during the measured parts (by default it is rewritten between them)")
@@ -115,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			o.only[p] = true
 		}
 	}
-	env, err := startEnv(ctx, stderr)
+	env, err := startEnv(ctx, stderr, o.natsApart)
 	if err != nil {
 		return err
 	}
@@ -165,7 +172,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("memory: %w", err)
 		}
 		mem.print(stdout)
-		dd, err := measureDedupe(ctx, env, o.dedupeIDs)
+		dd, err := measureDedupe(ctx, o.dedupeIDs)
 		if err != nil {
 			return fmt.Errorf("duplicate detection: %w", err)
 		}
