@@ -344,8 +344,8 @@ type openResult struct {
 	notices     int
 	delivered   percentiles
 	aofRewrites int
-	// CPU of the whole run (this process and redis-server) per 1,000
-	// notices, and redis-server's part of it.
+	// CPU of the whole run (this process, redis-server and, when it runs
+	// apart, the NATS server) per 1,000 notices, and the servers' parts.
 	cpuPer1000, redisPer1000 time.Duration
 	natsPer1000              time.Duration // the NATS server's part, when it runs apart
 	natsApart                bool

@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the end-to-end run to this file")
 	fs.DurationVar(&o.relayLinger, "relay-linger", 0, "the relay's pause after a round without a full batch (0: the relay's default)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the end-to-end run to this file")
-	fs.StringVar(&o.openCPUProfile, "open-cpuprofile", "", "write a CPU profile of the open-loop run to this file (without the execution trace's overhead)")
+	fs.StringVar(&o.openCPUProfile, "open-cpuprofile", "", "write a CPU profile of the open-loop run to this file (without the execution trace's overhead; with -trace the profile goes beside the trace instead)")
 	fs.StringVar(&o.traceFile, "trace", "", "write an execution trace of the open-loop run to this file (go tool trace), and a CPU profile of it to the file plus .cpu")
 	if err := fs.Parse(args); err != nil {
 		return err
