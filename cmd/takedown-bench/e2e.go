@@ -193,15 +193,11 @@ func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error
 		return r, err
 	}
 	defer stop()
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return r, err
-		}
-		defer f.Close()
-		_ = pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		return r, err
 	}
+	defer stopProfile()
 	if o.memProfile != "" {
 		f, err := os.Create(o.memProfile)
 		if err != nil {
@@ -381,34 +377,23 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 		return r, err
 	}
 	aof0 := aofRewrites(ctx, e)
-	if o.openCPUProfile != "" && o.traceFile == "" {
-		f, err := os.Create(o.openCPUProfile)
-		if err != nil {
-			return r, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return r, err
-		}
-		defer pprof.StopCPUProfile()
+	profile := o.openCPUProfile
+	if o.traceFile != "" {
+		// With CPU profiling on, the trace carries CPU samples with
+		// their times; the profile itself goes beside the trace.
+		profile = o.traceFile + ".cpu"
 	}
+	stopProfile, err := startCPUProfile(profile)
+	if err != nil {
+		return r, err
+	}
+	defer stopProfile()
 	if o.traceFile != "" {
 		f, err := os.Create(o.traceFile)
 		if err != nil {
 			return r, err
 		}
 		defer f.Close()
-		// With CPU profiling on, the trace carries CPU samples with
-		// their times; the profile itself goes beside the trace.
-		pf, err := os.Create(o.traceFile + ".cpu")
-		if err != nil {
-			return r, err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return r, err
-		}
-		defer pprof.StopCPUProfile()
 		if err := trace.Start(f); err != nil {
 			return r, err
 		}
@@ -558,3 +543,20 @@ func printCommandStats(w io.Writer, stats []commandStat, notices int) {
 // many publishes outstanding as its connection allows, rather than fail:
 // the closed loop submits everything at once.
 var issuerStall = jetstream.WithStallWait(time.Minute)
+
+// startCPUProfile profiles this process's CPU into path until the returned
+// function is called; an empty path profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
