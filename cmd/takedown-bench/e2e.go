@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -346,6 +347,10 @@ type openResult struct {
 	natsPer1000              time.Duration // the NATS server's part, when it runs apart
 	natsApart                bool
 	redisCommands            []commandStat
+	// byMinute has the percentiles of each minute of sending, for runs
+	// longer than one; heapAfter is this process's live heap at the end.
+	byMinute  []percentiles
+	heapAfter int64
 	// spells the steadiness probe saw during the run, and the latencies
 	// read against them.
 	spells steadyResult
@@ -438,7 +443,9 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 		sentAt[i] = scheduled[i].Sub(probe.start)
 	}
 	r.bySpell = splitBySpells(sentAt, lat, r.spells, spellSettle, openTarget)
+	r.byMinute = byMinute(lat, o.openRate)
 	r.delivered = pct(lat)
+	r.heapAfter = heapAfterGC()
 	return r, nil
 }
 
@@ -516,6 +523,12 @@ func (r openResult) print(w io.Writer, steady steadyResult) {
 		fmt.Fprintf(w, "  CPU per 1,000 notices          %.3f s (redis-server: %.3f s)\n", r.cpuPer1000.Seconds(), r.redisPer1000.Seconds())
 	}
 	printCommandStats(w, r.redisCommands, r.notices)
+	if len(r.byMinute) > 1 {
+		for i, p := range r.byMinute {
+			fmt.Fprintf(w, "  %-29s%s\n", fmt.Sprintf("minute %d of sending", i+1), p)
+		}
+		fmt.Fprintf(w, "  live heap after the run      %10.0f MB (this process; with the NATS server embedded, its remembered message ids among it)\n", float64(r.heapAfter)/1e6)
+	}
 	printAOFRewrites(w, r.aofRewrites)
 	fmt.Fprintln(w)
 }
@@ -559,4 +572,19 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// byMinute splits latencies in sending order, sent at rate per second,
+// into minutes of sending and returns each minute's percentiles (the last
+// minute may be partial). lat is not changed.
+func byMinute(lat []time.Duration, rate int) []percentiles {
+	per := rate * 60
+	if per <= 0 {
+		return nil
+	}
+	var out []percentiles
+	for i := 0; i < len(lat); i += per {
+		out = append(out, pct(slices.Clone(lat[i:min(i+per, len(lat))])))
+	}
+	return out
 }

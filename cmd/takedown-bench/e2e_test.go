@@ -72,3 +72,34 @@ func TestSplitBySpells(t *testing.T) {
 		t.Errorf("no spells: %+v", b)
 	}
 }
+
+func TestByMinute(t *testing.T) {
+	ms := time.Millisecond
+	// Two notices a second for 150 s: the first minute at 5 ms, the second
+	// at 50 ms, the half minute after at 500 ms.
+	var lat []time.Duration
+	for i := range 300 {
+		switch {
+		case i < 120:
+			lat = append(lat, 5*ms)
+		case i < 240:
+			lat = append(lat, 50*ms)
+		default:
+			lat = append(lat, 500*ms)
+		}
+	}
+	lat[0] = 9 * ms // sending order must survive
+	got := byMinute(lat, 2)
+	if len(got) != 3 {
+		t.Fatalf("%d minutes, want 3", len(got))
+	}
+	if got[0].p50 != 5*ms || got[0].max != 9*ms || got[1].p99 != 50*ms || got[2].p50 != 500*ms {
+		t.Errorf("minutes %+v", got)
+	}
+	if lat[0] != 9*ms || lat[299] != 500*ms {
+		t.Error("byMinute reordered its input")
+	}
+	if byMinute(lat, 0) != nil {
+		t.Error("no rate, no minutes")
+	}
+}
