@@ -135,6 +135,10 @@ func measureSteadiness(ctx context.Context, d time.Duration) steadyResult {
 }
 
 func (r steadyResult) summarise(all []unitTiming) steadyResult {
+	// A unit the thread clock says took no time (or less) was not
+	// measured: the clock read failed or did not advance. Kept, it would
+	// become the yardstick and make every other unit infinitely slow.
+	all = slices.DeleteFunc(all, func(u unitTiming) bool { return u.took <= 0 })
 	if len(all) == 0 {
 		return r
 	}

@@ -23,9 +23,14 @@ func TestSteadinessSummary(t *testing.T) {
 	for at := 500 * ms; at < 530*ms; at += 5 * ms {
 		all = append(all, unitTiming{at: at, took: 10 * u}, unitTiming{at: at + 2*ms, took: 12 * u})
 	}
+	measured := len(all)
+	// Units the thread clock did not see take any time are left out
+	// (a 12-minute open loop met one, and every other unit then counted
+	// as infinitely slow).
+	all = append(all, unitTiming{at: 700 * ms, took: 0}, unitTiming{at: 701 * ms, took: -u})
 	r := steadyResult{duration: time.Second}.summarise(all)
-	if r.unit != u || r.units != len(all) {
-		t.Fatalf("unit %s of %d, want %s of %d", r.unit, r.units, u, len(all))
+	if r.unit != u || r.units != measured {
+		t.Fatalf("unit %s of %d, want %s of %d", r.unit, r.units, u, measured)
 	}
 	if r.slow != 13 || r.worst != 12 {
 		t.Errorf("slow %d, worst %.1f; want 13 and 12", r.slow, r.worst)
