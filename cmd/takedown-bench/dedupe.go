@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/takedown-eu/takedown/pipeline"
-	"github.com/takedown-eu/takedown/pipeline/bus"
 )
 
 // dedupeResult is what nats-server's duplicate detection keeps in memory:
@@ -25,12 +24,12 @@ type dedupeResult struct {
 
 // measureDedupe publishes n small messages with ids shaped like the
 // pipeline's (a notice id and a version) to a scratch stream with the
-// pipeline's duplicate window, and n without ids to another, and divides
+// given duplicate window, and n without ids to another, and divides
 // the difference in the heap they leave by n: what each id costs the
 // server for as long as the window remembers it. The server for this is
 // one of its own, embedded in this process so that its heap can be read.
-func measureDedupe(ctx context.Context, n int) (dedupeResult, error) {
-	r := dedupeResult{ids: n, window: bus.DefaultDuplicateWindow}
+func measureDedupe(ctx context.Context, n int, window time.Duration) (dedupeResult, error) {
+	r := dedupeResult{ids: n, window: window}
 	dir, err := os.MkdirTemp("", "takedown-bench-dedupe-")
 	if err != nil {
 		return r, err

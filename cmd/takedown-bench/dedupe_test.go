@@ -29,7 +29,7 @@ func TestDedupePrint(t *testing.T) {
 
 // TestMeasureDedupe runs the measurement as the bench does, with fewer ids.
 func TestMeasureDedupe(t *testing.T) {
-	r, err := measureDedupe(context.Background(), 50000)
+	r, err := measureDedupe(context.Background(), 50000, 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

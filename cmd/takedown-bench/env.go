@@ -73,7 +73,7 @@ type env struct {
 	stderr                     io.Writer
 }
 
-func startEnv(ctx context.Context, stderr io.Writer, natsApart bool) (*env, error) {
+func startEnv(ctx context.Context, stderr io.Writer, natsApart bool, duplicateWindow time.Duration) (*env, error) {
 	e := &env{stderr: stderr, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	var err error
 	if e.dir, err = os.MkdirTemp("", "takedown-bench-"); err != nil {
@@ -107,7 +107,7 @@ func startEnv(ctx context.Context, stderr io.Writer, natsApart bool) (*env, erro
 	if _, e.watcher, err = e.connect("watcher"); err != nil {
 		return nil, err
 	}
-	if e.bus, err = bus.New(ctx, e.js, bus.Config{}); err != nil {
+	if e.bus, err = bus.New(ctx, e.js, bus.Config{DuplicateWindow: duplicateWindow}); err != nil {
 		return nil, err
 	}
 	if e.redis, err = redisserver.Start(ctx, redisserver.Options{Dir: filepath.Join(e.dir, "redis")}); err != nil {

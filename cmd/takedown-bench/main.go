@@ -39,6 +39,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/takedown-eu/takedown/pipeline/bus"
 )
 
 func main() {
@@ -65,11 +67,13 @@ type options struct {
 	memoryNotices int
 	dedupeIDs     int
 	natsApart     bool
-	skipScheduler bool
-	only          map[string]bool
-	cpuProfile    string
-	memProfile    string
-	traceFile     string
+	// duplicateWindow is the streams' duplicate window.
+	duplicateWindow time.Duration
+	skipScheduler   bool
+	only            map[string]bool
+	cpuProfile      string
+	memProfile      string
+	traceFile       string
 	// openCPUProfile is where a CPU profile of the open loop goes.
 	openCPUProfile string
 	relayLinger    time.Duration
@@ -101,6 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.probes, "probes", 20000, "notices whose escalations are timed in the scheduler run")
 	fs.IntVar(&o.memoryNotices, "memory-notices", 100000, "open notices used to measure Redis memory per notice")
 	fs.IntVar(&o.dedupeIDs, "dedupe-ids", 1000000, "message ids published to measure nats-server's memory for duplicate detection (part of the memory part)")
+	fs.DurationVar(&o.duplicateWindow, "duplicate-window", bus.DefaultDuplicateWindow, "the streams' duplicate window (takedownd -duplicate-window)")
 	fs.BoolVar(&o.natsApart, "nats-apart", false, "run the NATS server as a process of its own (as a separate nats-server runs beside takedownd -nats-url) instead of inside this process (as takedownd runs it without -nats-url)")
 	fs.BoolVar(&o.skipScheduler, "skip-scheduler", false, "skip the scheduler-at-scale run")
 	only := fs.String("only", "", "comma-separated parts to run ("+strings.Join(parts, ",")+"); default all")
@@ -122,7 +127,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			o.only[p] = true
 		}
 	}
-	env, err := startEnv(ctx, stderr, o.natsApart)
+	env, err := startEnv(ctx, stderr, o.natsApart, o.duplicateWindow)
 	if err != nil {
 		return err
 	}
@@ -172,7 +177,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("memory: %w", err)
 		}
 		mem.print(stdout)
-		dd, err := measureDedupe(ctx, o.dedupeIDs)
+		dd, err := measureDedupe(ctx, o.dedupeIDs, o.duplicateWindow)
 		if err != nil {
 			return fmt.Errorf("duplicate detection: %w", err)
 		}
