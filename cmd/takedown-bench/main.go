@@ -118,6 +118,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if o.duplicateWindow < time.Minute {
+		// As takedownd: shorter windows are not a configuration the
+		// pipeline runs with, and ids would expire while the memory part
+		// counts them.
+		return fmt.Errorf("-duplicate-window: %s (want at least 1m, as takedownd)", o.duplicateWindow)
+	}
 	if *only != "" {
 		o.only = map[string]bool{}
 		for _, p := range strings.Split(*only, ",") {
