@@ -174,14 +174,28 @@ func statusErr(r reply, op string) error {
 	case "early":
 		return fmt.Errorf("%s: %w", op, ErrNotYetDelivered)
 	case "illegal":
-		msg := fmt.Sprintf("%s: notice is %s", op, r.str(0))
-		if g := r.str(1); g != "" {
-			msg += " (ground " + g + ")"
-		}
-		return fmt.Errorf("%s: %w", msg, pipeline.ErrIllegalTransition)
+		return &IllegalTransition{Op: op, State: pipeline.State(r.str(0)), Ground: r.str(1)}
 	}
 	return fmt.Errorf("%s: unexpected script status %q", op, r.status)
 }
+
+// IllegalTransition is a transition the notice's state does not allow.
+// It matches pipeline.ErrIllegalTransition.
+type IllegalTransition struct {
+	Op     string
+	State  pipeline.State // the notice's state
+	Ground string         // a blocked notice's ground, when it decided
+}
+
+func (e *IllegalTransition) Error() string {
+	msg := fmt.Sprintf("%s: notice is %s", e.Op, e.State)
+	if e.Ground != "" {
+		msg += " (ground " + e.Ground + ")"
+	}
+	return msg + ": " + pipeline.ErrIllegalTransition.Error()
+}
+
+func (e *IllegalTransition) Unwrap() error { return pipeline.ErrIllegalTransition }
 
 // ErrNotYetDelivered reports feedback that overtook the delivery record:
 // the provider answered before the tracker recorded the delivery. Retry

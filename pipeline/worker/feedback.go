@@ -46,7 +46,7 @@ func (w *Feedback) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
 		w.Metrics.Rejected.WithLabelValues("feedback", "invalid").Inc()
 		return bus.Park("invalid", err.Error())
 	}
-	err = w.Apply(ctx, "feedback", f, w.Bus.SubjectToken(msg.Subject()), msgKey("f", msg))
+	err = w.apply(ctx, "feedback", f, w.Bus.SubjectToken(msg.Subject()), msgKey("f", msg), true)
 	var rej *Rejection
 	switch {
 	case err == nil, errors.Is(err, pipeline.ErrDuplicate):
@@ -56,19 +56,50 @@ func (w *Feedback) Handle(ctx context.Context, msg jetstream.Msg) bus.Outcome {
 	case errors.Is(err, tracker.ErrNotYetDelivered):
 		// The provider answered before the delivery record was written,
 		// which takes milliseconds: look again soon, then back off.
-		n := 1
-		if meta, merr := msg.Metadata(); merr == nil {
-			n = int(meta.NumDelivered)
+		return bus.Retry(earlyBackoff(deliveries(msg)), err)
+	case errors.Is(err, errMayHaveOvertaken):
+		if n := deliveries(msg); n < overtakeTries {
+			return bus.Retry(earlyBackoff(n), err)
 		}
-		return bus.Retry(earlyBackoff(n), err)
+		w.Metrics.Rejected.WithLabelValues("feedback", "illegal_transition").Inc()
+		return bus.Park("illegal_transition", err.Error())
 	default:
 		return bus.Retry(0, err)
 	}
 }
 
+// deliveries is how many times msg has been delivered (1 when unknown).
+func deliveries(msg jetstream.Msg) int {
+	if meta, err := msg.Metadata(); err == nil {
+		return int(meta.NumDelivered)
+	}
+	return 1
+}
+
 // earlyBackoff is the retry delay of feedback that overtook its delivery
 // record, after n deliveries: 25ms doubling up to 30s.
 func earlyBackoff(n int) time.Duration { return bus.BackoffFrom(25*time.Millisecond, n) }
+
+// Feedback workers take a provider's messages concurrently, so a
+// "resumed" sent right after its "blocked" can be applied first, when the
+// notice is not blocked yet. Refused at once, it would be parked and the
+// notice would stay blocked — its clock stopped — until an operator
+// replayed it. It is tried overtakeTries times instead (25 ms doubling:
+// about 6 s), and only then parked as an illegal transition.
+const overtakeTries = 8
+
+// errMayHaveOvertaken marks a refusal that may only be early (see
+// overtakeTries).
+var errMayHaveOvertaken = errors.New("may have overtaken the feedback it answers")
+
+// mayHaveOvertaken reports whether err refused f only because f came
+// before the feedback it follows: a provider's "resumed" while the notice
+// is still in a state its "blocked" moves it out of.
+func mayHaveOvertaken(f pipeline.Feedback, err error) bool {
+	var it *tracker.IllegalTransition
+	return f.Type == pipeline.FeedbackResumed && errors.As(err, &it) &&
+		(it.State == pipeline.StateDelivered || it.State == pipeline.StateAcknowledged)
+}
 
 // Rejection is feedback or an action refused for good, with a short reason
 // from a bounded set (it labels metrics and parked messages).
@@ -95,6 +126,13 @@ func refuser(m *metrics.Metrics, source string) func(reason string, err error) e
 // applied, an error matching pipeline.ErrDuplicate when already applied, a
 // *Rejection when refused, and any other error when it should be retried.
 func (w *Feedback) Apply(ctx context.Context, source string, f pipeline.Feedback, principal, msgKey string) error {
+	return w.apply(ctx, source, f, principal, msgKey, false)
+}
+
+// apply is Apply; with retryable, feedback that may only have overtaken
+// the feedback it answers (mayHaveOvertaken) is returned as
+// errMayHaveOvertaken instead of refused, for the caller to try again.
+func (w *Feedback) apply(ctx context.Context, source string, f pipeline.Feedback, principal, msgKey string, retryable bool) error {
 	reject := refuser(w.Metrics, source)
 	if f.Provider != principal {
 		return reject("provider_mismatch", fmt.Errorf("feedback names provider %q but comes from %q: %w", f.Provider, principal, pipeline.ErrForbidden))
@@ -108,6 +146,9 @@ func (w *Feedback) Apply(ctx context.Context, source string, f pipeline.Feedback
 	}
 	applied, err := w.Store.ApplyFeedback(ctx, f, msgKey, now)
 	if err != nil {
+		if retryable && mayHaveOvertaken(f, err) {
+			return fmt.Errorf("%w: %w", errMayHaveOvertaken, err)
+		}
 		if reason, refused := rejectionReason(err); refused {
 			return reject(reason, err)
 		}

@@ -262,3 +262,75 @@ func TestAcknowledgementOvertakenByRemovalIsNotRefused(t *testing.T) {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }
+
+// feedbackDeliveries is how many feedback messages the feedback consumers
+// have been handed, redeliveries included.
+func (h *harness) feedbackDeliveries() uint64 {
+	h.t.Helper()
+	ctx := context.Background()
+	st, err := h.js.Stream(ctx, h.bus.StreamName(bus.Feedback))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var n uint64
+	cl := st.ListConsumers(ctx)
+	for ci := range cl.Info() {
+		n += ci.Delivered.Consumer
+	}
+	if err := cl.Err(); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// A provider's "resumed" applied before its "blocked" (feedback workers
+// take a provider's messages concurrently) is tried again shortly instead
+// of refused: once the block is applied, the resume is too, and the clock
+// runs again.
+func TestResumedOvertakingBlockedIsAppliedAfterIt(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	id := h.submit(testenv.Notice("de-bka", "BKA-RESUME-FIRST", "videohost", pipeline.KindRemovalOrder))
+	h.waitState(id, pipeline.StateDelivered)
+	before := h.feedbackDeliveries()
+	h.feedback(simple(id, "videohost", pipeline.FeedbackResumed))
+	// The resume has been tried and refused for now at least once when it
+	// is handed out a second time.
+	testenv.WaitFor(t, 10*time.Second, "the resume handed out again", func() bool { return h.feedbackDeliveries() >= before+2 })
+	if got := h.state(id); got != pipeline.StateDelivered {
+		t.Fatalf("state %s after the early resume, want delivered", got)
+	}
+	blocked := simple(id, "videohost", pipeline.FeedbackBlocked)
+	blocked.Ground, blocked.Explanation = pipeline.GroundForceMajeure, "data centre flooded"
+	h.feedback(blocked)
+	if diff := cmp.Diff([]string{"received", "delivered", "blocked", "resumed"}, eventTypes(h.waitEvents(id, 4))); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	h.waitState(id, pipeline.StateAcknowledged)
+	if rec, err := h.store.Get(context.Background(), id); err != nil || rec.Deadline.IsZero() {
+		t.Errorf("after the resume the clock runs again: deadline %v (%v)", rec.Deadline, err)
+	}
+	if got := testutil.ToFloat64(h.metrics.Rejected.WithLabelValues("feedback", "illegal_transition")); got != 0 {
+		t.Errorf("the early resume was refused (%v rejections)", got)
+	}
+}
+
+// A "resumed" for a notice that was never blocked is still refused and
+// parked, once the tries for an overtaken block are used up.
+func TestResumedWithoutBlockIsParked(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	id := h.submit(testenv.Notice("de-bka", "BKA-RESUME-NEVER", "videohost", pipeline.KindRemovalOrder))
+	h.waitState(id, pipeline.StateDelivered)
+	h.feedback(simple(id, "videohost", pipeline.FeedbackResumed))
+	msgs := h.parkedMsgs(h.bus.Prefix()+".parked.>", 1)
+	if got := msgs[0].Headers().Get(bus.HeaderParkReason); got != "illegal_transition" {
+		t.Errorf("parked with reason %q, want illegal_transition", got)
+	}
+	if got := testutil.ToFloat64(h.metrics.Rejected.WithLabelValues("feedback", "illegal_transition")); got != 1 {
+		t.Errorf("%v rejections counted, want 1 (one per message, not per try)", got)
+	}
+	if got := h.state(id); got != pipeline.StateDelivered {
+		t.Errorf("state %s, want delivered", got)
+	}
+}
