@@ -141,19 +141,25 @@ func (r *Relay) round(ctx context.Context, held map[int]time.Time) (n int, full 
 	// Every shard's events are published before any acknowledgement is
 	// awaited, and the acknowledged prefixes are trimmed in one round
 	// trip: a round costs the same few waits however many shards it
-	// touches.
+	// touches. One deadline covers the whole round, not one per event.
+	deadline := time.Now().Add(roundTimeout)
 	var pubs []*shardPublish
 	for _, shard := range mine {
 		if entries := outboxes[shard]; len(entries) > 0 {
 			full = full || len(entries) >= r.Batch
-			pubs = append(pubs, r.publish(shard, entries))
+			p := r.publish(shard, entries, deadline)
+			pubs = append(pubs, p)
+			if p.err != nil {
+				// The connection takes no more now; the other shards'
+				// events wait for the next round.
+				break
+			}
 		}
 	}
 	if len(pubs) == 0 {
 		return 0, full, nil
 	}
-	// One deadline for the whole round, not one per event.
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	trim := make(map[int][]string, len(pubs))
 	var perr error
@@ -187,16 +193,26 @@ type shardPublish struct {
 	done    int   // how many entries, from the first, JetStream acknowledged
 }
 
+// roundTimeout bounds a round: publishing its events and awaiting their
+// acknowledgements.
+const roundTimeout = 10 * time.Second
+
 // publish sends a shard's events asynchronously, in order, stopping at the
-// first that cannot be sent.
-func (r *Relay) publish(shard int, entries []tracker.OutboxEntry) *shardPublish {
+// first that cannot be sent. When as many publishes are outstanding as
+// the connection allows (nats.go allows 4,000 by default, fewer than a
+// round of 16 shards of 512 events), a publish waits for
+// acknowledgements to free room until the round's deadline, rather than
+// giving up after nats.go's default 200 ms: a server that acknowledges
+// slowly for a moment does not fail the round.
+func (r *Relay) publish(shard int, entries []tracker.OutboxEntry, deadline time.Time) *shardPublish {
 	js := r.Bus.JetStream()
 	p := &shardPublish{shard: shard, entries: entries, futures: make([]jetstream.PubAckFuture, 0, len(entries))}
 	for _, e := range entries {
 		data := e.Event.AppendJSON(make([]byte, 0, 512+len(e.Event.Notice)))
 		m := nats.NewMsg(r.Bus.EventSubject(e.Event.Issuer, e.Event.Provider, string(e.Event.Type)))
 		m.Data = data
-		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(e.Event.ID))
+		stall := max(time.Until(deadline), time.Millisecond)
+		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(e.Event.ID), jetstream.WithStallWait(stall))
 		if err != nil {
 			p.err = fmt.Errorf("async publish refused: %w", err)
 			break
@@ -220,7 +236,7 @@ func (p *shardPublish) wait(ctx context.Context) error {
 		case <-ctx.Done():
 			p.err = ctx.Err()
 			if errors.Is(p.err, context.DeadlineExceeded) {
-				p.err = errors.New("no ack from the events stream within 10s")
+				p.err = fmt.Errorf("no ack from the events stream within %s", roundTimeout)
 			}
 		}
 		break

@@ -3,13 +3,20 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/bus"
 	"github.com/takedown-eu/takedown/pipeline/worker"
 	"github.com/takedown-eu/takedown/tracker"
 )
@@ -69,5 +76,103 @@ func TestRelayKilledBeforeTrimPublishesEachEventOnceInOrder(t *testing.T) {
 	}
 	if diff := cmp.Diff([]int64{1, 2, 3}, versions); diff != "" {
 		t.Errorf("versions in stream order (-want +got):\n%s", diff)
+	}
+}
+
+// holdProxy forwards TCP connections to a server and can hold back what
+// the server sends (its replies) while it is held.
+type holdProxy struct {
+	url string
+	mu  sync.RWMutex // held for writing while replies are held back
+}
+
+func newHoldProxy(t *testing.T, target string) *holdProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	px := &holdProxy{url: "nats://" + l.Addr().String()}
+	addr := strings.TrimPrefix(target, "nats://")
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				return
+			}
+			t.Cleanup(func() { c.Close(); s.Close() })
+			go func() { _, _ = io.Copy(s, c) }()
+			go func() {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 {
+						px.mu.RLock()
+						_, werr := c.Write(buf[:n])
+						px.mu.RUnlock()
+						if werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return px
+}
+
+// A round with more events than the connection allows outstanding
+// publishes waits for acknowledgements to free room, even when the server
+// is slow to send them, instead of failing the round.
+func TestRelayRoundWaitsForRoomToPublish(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	for i := range 20 {
+		n := testenv.Notice("de-bka", fmt.Sprintf("ROOM-%d", i), "videohost", pipeline.KindRemovalOrder)
+		if _, err := h.store.Create(ctx, &n, testenv.JSON(n), t0, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.store.Delivered(ctx, n.ID(), t0, time.Hour, t0.Add(time.Hour), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	px := newHoldProxy(t, h.nats.URL())
+	js, err := jetstream.New(testenv.Connect(t, px.url), jetstream.WithPublishAsyncMaxPending(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bus.New(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := &worker.Relay{Store: h.store, Bus: b, Metrics: h.metrics, Logger: h.log, Owner: "room"}
+	// The server's acknowledgements are held back for a second: five
+	// times what nats.go waits for room by default.
+	px.mu.Lock()
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(time.Second)
+		px.mu.Unlock()
+		close(released)
+	}()
+	n, err := relay.RunOnce(ctx)
+	<-released
+	if err != nil {
+		t.Fatalf("round failed while acknowledgements were slow: %v", err)
+	}
+	if n != 40 {
+		t.Errorf("relayed %d events, want 40", n)
+	}
+	if c, _ := h.store.Counts(ctx); c.Outbox != 0 {
+		t.Errorf("outbox holds %d events, want none", c.Outbox)
 	}
 }
