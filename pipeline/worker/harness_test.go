@@ -176,6 +176,15 @@ func (h *harness) feedback(f pipeline.Feedback) {
 	h.publish(h.bus.FeedbackSubject(f.Provider), "", f)
 }
 
+// deliveredOrder submits a removal order from de-bka to videohost with
+// reference ref and waits until it is delivered.
+func (h *harness) deliveredOrder(ref string) string {
+	h.t.Helper()
+	id := h.submit(testenv.Notice("de-bka", ref, "videohost", pipeline.KindRemovalOrder))
+	h.waitState(id, pipeline.StateDelivered)
+	return id
+}
+
 func (h *harness) state(id string) pipeline.State {
 	rec, err := h.store.Get(context.Background(), id)
 	if err != nil {

@@ -228,8 +228,7 @@ func TestFeedbackOvertakingItsDeliveryRecordIsApplied(t *testing.T) {
 func TestAcknowledgementOvertakenByRemovalIsNotRefused(t *testing.T) {
 	h := newHarness(t)
 	h.start(nil)
-	id := h.submit(testenv.Notice("de-bka", "BKA-OVERTAKEN-1", "videohost", pipeline.KindRemovalOrder))
-	h.waitState(id, pipeline.StateDelivered)
+	id := h.deliveredOrder("BKA-OVERTAKEN-1")
 	h.feedback(removed(id, "videohost", t0))
 	h.waitState(id, pipeline.StateRemoved)
 	h.feedback(simple(id, "videohost", pipeline.FeedbackAcknowledged))
@@ -290,8 +289,7 @@ func (h *harness) feedbackDeliveries() uint64 {
 func TestResumedOvertakingBlockedIsAppliedAfterIt(t *testing.T) {
 	h := newHarness(t)
 	h.start(nil)
-	id := h.submit(testenv.Notice("de-bka", "BKA-RESUME-FIRST", "videohost", pipeline.KindRemovalOrder))
-	h.waitState(id, pipeline.StateDelivered)
+	id := h.deliveredOrder("BKA-RESUME-FIRST")
 	before := h.feedbackDeliveries()
 	h.feedback(simple(id, "videohost", pipeline.FeedbackResumed))
 	// The resume has been tried and refused for now at least once when it
@@ -320,8 +318,7 @@ func TestResumedOvertakingBlockedIsAppliedAfterIt(t *testing.T) {
 func TestResumedWithoutBlockIsParked(t *testing.T) {
 	h := newHarness(t)
 	h.start(nil)
-	id := h.submit(testenv.Notice("de-bka", "BKA-RESUME-NEVER", "videohost", pipeline.KindRemovalOrder))
-	h.waitState(id, pipeline.StateDelivered)
+	id := h.deliveredOrder("BKA-RESUME-NEVER")
 	h.feedback(simple(id, "videohost", pipeline.FeedbackResumed))
 	msgs := h.parkedMsgs(h.bus.Prefix()+".parked.>", 1)
 	if got := msgs[0].Headers().Get(bus.HeaderParkReason); got != "illegal_transition" {
