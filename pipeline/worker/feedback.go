@@ -85,7 +85,7 @@ func earlyBackoff(n int) time.Duration { return bus.BackoffFrom(25*time.Millisec
 // notice is not blocked yet. Refused at once, it would be parked and the
 // notice would stay blocked — its clock stopped — until an operator
 // replayed it. It is tried overtakeTries times instead (25 ms doubling:
-// about 6 s), and only then parked as an illegal transition.
+// about 3 s in all), and only then parked as an illegal transition.
 const overtakeTries = 8
 
 // errMayHaveOvertaken marks a refusal that may only be early (see
