@@ -156,6 +156,19 @@ func benchNotice(ref string, i int) pipeline.Notice {
 	}
 }
 
+// encodeNotices builds n notices with references prefix-0000000 … and
+// returns their ids and JSON. The loops encode their notices before the
+// clock starts: the issuer's encoding is not the pipeline's work, and on
+// two shared cores it would take CPU from it.
+func encodeNotices(prefix string, n int) (ids []string, bodies [][]byte) {
+	ids, bodies = make([]string, n), make([][]byte, n)
+	for i := range n {
+		nt := benchNotice(fmt.Sprintf("%s-%07d", prefix, i), i)
+		ids[i], bodies[i] = nt.ID(), mustJSON(nt)
+	}
+	return ids, bodies
+}
+
 type percentiles struct{ p50, p95, p99, max time.Duration }
 
 func pct(d []time.Duration) percentiles {
@@ -210,13 +223,8 @@ func measureClosedLoop(ctx context.Context, e *env, o options) (e2eResult, error
 		runtime.GC()
 		defer func() { _ = pprof.Lookup("allocs").WriteTo(f, 0) }()
 	}
-	ids := make([]string, o.notices)
+	ids, bodies := encodeNotices("E2E", o.notices)
 	sent := make(map[string]time.Time, o.notices)
-	bodies := make([][]byte, o.notices)
-	for i := range ids {
-		n := benchNotice(fmt.Sprintf("E2E-%07d", i), i)
-		ids[i], bodies[i] = n.ID(), mustJSON(n)
-	}
 	if err := compactAOF(ctx, e); err != nil {
 		return r, err
 	}
@@ -369,15 +377,7 @@ func measureOpenLoop(ctx context.Context, e *env, o options) (openResult, error)
 	}
 	n := int(o.openFor.Seconds() * float64(o.openRate))
 	r.notices = n
-	// The notices are encoded before the clock starts, as in the closed
-	// loop: the issuer's encoding is not the pipeline's work, and on two
-	// shared cores it would take CPU from it.
-	ids := make([]string, n)
-	bodies := make([][]byte, n)
-	for i := range n {
-		nt := benchNotice(fmt.Sprintf("OPEN-%07d", i), i)
-		ids[i], bodies[i] = nt.ID(), mustJSON(nt)
-	}
+	ids, bodies := encodeNotices("OPEN", n)
 	if err := e.rdb.ConfigResetStat(ctx).Err(); err != nil {
 		return r, err
 	}
