@@ -118,11 +118,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if o.duplicateWindow < time.Minute {
-		// As takedownd: shorter windows are not a configuration the
-		// pipeline runs with, and ids would expire while the memory part
-		// counts them.
-		return fmt.Errorf("-duplicate-window: %s (want at least 1m, as takedownd)", o.duplicateWindow)
+	if o.duplicateWindow < bus.MinDuplicateWindow || o.duplicateWindow > bus.MaxDuplicateWindow {
+		// As takedownd: other windows are not a configuration the
+		// pipeline runs with (and a short one would let ids expire while
+		// the memory part counts them).
+		return fmt.Errorf("-duplicate-window: %s (want %s to %s, as takedownd)", o.duplicateWindow, bus.MinDuplicateWindow, bus.MaxDuplicateWindow)
 	}
 	if *only != "" {
 		o.only = map[string]bool{}

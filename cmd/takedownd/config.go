@@ -165,8 +165,8 @@ func (c *config) validate() error {
 	if c.RelayLinger < 0 || c.RelayLinger > time.Second {
 		bad("-relay-linger: %s (want 0 to 1s)", c.RelayLinger)
 	}
-	if c.DuplicateWindow < time.Minute || c.DuplicateWindow > 24*time.Hour {
-		bad("-duplicate-window: %s (want 1m to 24h: a shorter window could store an event that a relay publishes again after a failover twice)", c.DuplicateWindow)
+	if c.DuplicateWindow < bus.MinDuplicateWindow || c.DuplicateWindow > bus.MaxDuplicateWindow {
+		bad("-duplicate-window: %s (want %s to %s: a shorter window could store an event that a relay publishes again after a failover twice)", c.DuplicateWindow, bus.MinDuplicateWindow, bus.MaxDuplicateWindow)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		bad("-log-level: %q (want debug, info, warn or error)", c.LogLevel)

@@ -71,6 +71,14 @@ func (c *Config) defaults() {
 // every id of the window in memory.
 const DefaultDuplicateWindow = 10 * time.Minute
 
+// The duplicate windows the pipeline runs with. Below the minimum, an
+// event a relay publishes again after taking a shard over could be stored
+// twice; above the maximum, the ids held in memory grow past any use.
+const (
+	MinDuplicateWindow = time.Minute
+	MaxDuplicateWindow = 24 * time.Hour
+)
+
 // Bus is the project's view of JetStream. Safe for concurrent use.
 type Bus struct {
 	js  jetstream.JetStream
