@@ -37,7 +37,7 @@ const benchDirectory = `
 policies:
   removal_order:
     window: 1h
-    reminders: []
+    reminders: [0.5]
     redeliver_every: 10h
     follow_up_every: 10h
 issuers:

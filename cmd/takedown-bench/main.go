@@ -57,16 +57,20 @@ func main() {
 }
 
 type options struct {
-	rawMessages   int
-	notices       int
-	workers       int
-	openRate      int
-	openFor       time.Duration
-	openNotices   int
-	probes        int
-	memoryNotices int
-	dedupeIDs     int
-	natsApart     bool
+	rawMessages int
+	notices     int
+	workers     int
+	openRate    int
+	openFor     time.Duration
+	openNotices int
+	probes      int
+	// schedLead is the time from loading the scheduler run's probes to
+	// the first of them falling due; schedSpread, the time over which
+	// they fall due.
+	schedLead, schedSpread time.Duration
+	memoryNotices          int
+	dedupeIDs              int
+	natsApart              bool
 	// duplicateWindow is the streams' duplicate window.
 	duplicateWindow time.Duration
 	skipScheduler   bool
@@ -102,7 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.openRate, "rate", 1000, "notices per second in the open-loop run")
 	fs.DurationVar(&o.openFor, "open-for", 20*time.Second, "duration of the open-loop run")
 	fs.IntVar(&o.openNotices, "open-notices", 1000000, "open notices tracked during the scheduler run")
-	fs.IntVar(&o.probes, "probes", 20000, "notices whose escalations are timed in the scheduler run")
+	fs.IntVar(&o.probes, "probes", 20000, "notices whose follow-ups (escalations and reminders, half each) are timed in the scheduler run")
 	fs.IntVar(&o.memoryNotices, "memory-notices", 100000, "open notices used to measure Redis memory per notice")
 	fs.IntVar(&o.dedupeIDs, "dedupe-ids", 1000000, "message ids published to measure nats-server's memory for duplicate detection (part of the memory part)")
 	fs.DurationVar(&o.duplicateWindow, "duplicate-window", bus.DefaultDuplicateWindow, "the streams' duplicate window (takedownd -duplicate-window)")
@@ -133,6 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			o.only[p] = true
 		}
 	}
+	o.schedLead, o.schedSpread = 30*time.Second, 25*time.Second
 	env, err := startEnv(ctx, stderr, o.natsApart, o.duplicateWindow)
 	if err != nil {
 		return err

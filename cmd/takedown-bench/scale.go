@@ -12,9 +12,18 @@ import (
 	"github.com/takedown-eu/takedown/pipeline/worker"
 )
 
-// load creates and delivers n open notices whose deadline (and first
-// follow-up) is deadline(i), from 32 connections.
-func load(ctx context.Context, e *env, prefix string, n int, deadline func(i int) time.Time) error {
+// probe is how load sets up one open notice: delivered (and, for a
+// reminder probe, acknowledged, so that no redelivery is due before the
+// reminder) with its next follow-up at due, which is its deadline for an
+// escalation probe and the first reminder (half the window) for a
+// reminder probe.
+type probe struct {
+	due      time.Time
+	reminder bool
+}
+
+// load creates n open notices set up by probe(i), from 32 connections.
+func load(ctx context.Context, e *env, prefix string, n int, probe func(i int) probe) error {
 	const conns = 32
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
@@ -24,13 +33,7 @@ func load(ctx context.Context, e *env, prefix string, n int, deadline func(i int
 		go func() {
 			defer wg.Done()
 			for i := c; i < n; i += conns {
-				nt := benchNotice(fmt.Sprintf("%s-%08d", prefix, i), i)
-				if _, err := e.store.Create(ctx, &nt, mustJSON(nt), now, now.Add(time.Hour)); err != nil {
-					errs <- err
-					return
-				}
-				dl := deadline(i)
-				if _, err := e.store.Delivered(ctx, nt.ID(), dl.Add(-time.Hour), time.Hour, dl, nil); err != nil {
+				if err := loadOne(ctx, e, benchNotice(fmt.Sprintf("%s-%08d", prefix, i), i), now, probe(i)); err != nil {
 					errs <- err
 					return
 				}
@@ -40,6 +43,32 @@ func load(ctx context.Context, e *env, prefix string, n int, deadline func(i int
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+func loadOne(ctx context.Context, e *env, nt pipeline.Notice, now time.Time, p probe) error {
+	if _, err := e.store.Create(ctx, &nt, mustJSON(nt), now, now.Add(time.Hour)); err != nil {
+		return err
+	}
+	// A removal order's window from the bench's directory; its one
+	// reminder falls at half of it.
+	pol := e.d.PolicyFor(nt.Provider, nt.Kind)
+	window := pol.Window.D()
+	deliveredAt := p.due.Add(-window)
+	if p.reminder {
+		if len(pol.Reminders) == 0 {
+			return fmt.Errorf("the bench directory's %s policy has no reminder to time", nt.Kind)
+		}
+		deliveredAt = p.due.Add(-time.Duration(pol.Reminders[0] * float64(window)))
+	}
+	if _, err := e.store.Delivered(ctx, nt.ID(), deliveredAt, window, p.due, nil); err != nil {
+		return err
+	}
+	if !p.reminder {
+		return nil
+	}
+	ack := pipeline.Feedback{Schema: pipeline.FeedbackSchema, NoticeID: nt.ID(), Provider: nt.Provider, Type: pipeline.FeedbackAcknowledged}
+	_, err := e.store.ApplyFeedback(ctx, ack, "", deliveredAt)
+	return err
 }
 
 func usedMemory(ctx context.Context, e *env) (int64, error) {
@@ -69,7 +98,7 @@ func measureMemory(ctx context.Context, e *env, o options) (memResult, error) {
 	}
 	start := time.Now()
 	far := time.Now().Add(10 * time.Hour)
-	if err := load(ctx, e, "MEM", o.memoryNotices, func(int) time.Time { return far }); err != nil {
+	if err := load(ctx, e, "MEM", o.memoryNotices, func(int) probe { return probe{due: far} }); err != nil {
 		return r, err
 	}
 	r.loadRate = float64(o.memoryNotices) / time.Since(start).Seconds()
@@ -98,37 +127,62 @@ func (r memResult) print(w io.Writer) {
 }
 
 type schedResult struct {
-	open, probes   int
-	lateness       percentiles
-	fired          int
-	idlePass, busy percentiles
-	loadSecs       float64
+	open, probes int
+	lead, spread time.Duration
+	// Lateness of the escalations (at the deadline) and the reminders
+	// (at half the window) of the probe notices, against when each was
+	// due.
+	escalation, reminder percentiles
+	fired                int
+	idlePass, busy       percentiles
+	// cpu and redisCPU are the CPU time of the scheduler's passes (this
+	// process and redis-server together, and redis-server's part).
+	cpu, redisCPU time.Duration
+	loadSecs      float64
 }
 
 // measureScheduler tracks o.openNotices open notices, of which o.probes
-// fall due over 25 seconds, runs one scheduler every 250ms, and measures
-// how late each escalation fires after its deadline and what a pass costs.
+// fall due over o.schedSpread starting o.schedLead after loading — half
+// of them escalations, half reminders, alternately —, runs one
+// scheduler every 250ms, and measures how late each follow-up fires
+// after it was due and what a pass costs.
 func measureScheduler(ctx context.Context, e *env, o options) (schedResult, error) {
-	r := schedResult{open: o.openNotices, probes: o.probes}
+	r := schedResult{probes: o.probes, lead: o.schedLead, spread: o.schedSpread}
 	start := time.Now()
 	far := time.Now().Add(10 * time.Hour)
-	background := o.openNotices - o.probes - o.memoryNotices // the memory run's notices are still open
+	// The notices earlier parts left open (the memory part's) count
+	// towards the total.
+	open, err := openNotices(ctx, e)
+	if err != nil {
+		return r, err
+	}
+	background := o.openNotices - o.probes - open
 	if background > 0 {
-		if err := load(ctx, e, "BG", background, func(int) time.Time { return far }); err != nil {
+		if err := load(ctx, e, "BG", background, func(int) probe { return probe{due: far} }); err != nil {
 			return r, err
 		}
 	}
-	first := time.Now().Add(10 * time.Second)
-	spread := 25 * time.Second
-	if err := load(ctx, e, "PROBE", o.probes, func(i int) time.Time {
-		return first.Add(time.Duration(i) * spread / time.Duration(o.probes)).Truncate(time.Millisecond)
-	}); err != nil {
+	first := time.Now().Add(o.schedLead)
+	due := func(i int) probe {
+		return probe{
+			due:      first.Add(time.Duration(i) * o.schedSpread / time.Duration(o.probes)).Truncate(time.Millisecond),
+			reminder: i%2 == 1,
+		}
+	}
+	if err := load(ctx, e, "PROBE", o.probes, due); err != nil {
 		return r, err
 	}
+	if late := time.Since(first); late > 0 {
+		return r, fmt.Errorf("loading the probes took %s longer than the %s lead: the first follow-ups were due before the scheduler started", late, o.schedLead)
+	}
 	r.loadSecs = time.Since(start).Seconds()
+	if r.open, err = openNotices(ctx, e); err != nil {
+		return r, err
+	}
 	s := &worker.Scheduler{Store: e.store, Deliveries: e.deliv, Dir: e.d, Clock: pipeline.SystemClock{}, Metrics: e.m, Logger: e.log, Batch: 512}
 	var idle, busy []time.Duration
-	end := first.Add(spread + 5*time.Second)
+	cpu0, redis0 := e.cpu(), procCPU(e.redis.PID())
+	end := first.Add(o.schedSpread + 5*time.Second)
 	for time.Now().Before(end) {
 		t := time.Now()
 		n, err := s.RunOnce(ctx)
@@ -143,32 +197,65 @@ func measureScheduler(ctx context.Context, e *env, o options) (schedResult, erro
 		r.fired += n
 		time.Sleep(time.Until(t.Add(250 * time.Millisecond)))
 	}
+	r.cpu, r.redisCPU = e.cpu()-cpu0, procCPU(e.redis.PID())-redis0
 	r.idlePass, r.busy = pct(idle), pct(busy)
-	// Lateness: each escalation's time against its deadline, from the
-	// tracker's timelines of the probe notices.
-	var late []time.Duration
+	// Lateness: each probe's follow-up event against when it was due,
+	// from the tracker's timelines of the probe notices.
+	var esc, rem []time.Duration
 	for i := range o.probes {
 		id := pipeline.NoticeID("bench", fmt.Sprintf("PROBE-%08d", i))
 		tl, err := e.store.Timeline(ctx, id)
 		if err != nil {
 			return r, err
 		}
+		p := due(i)
 		for _, ev := range tl {
-			if ev.Type == pipeline.EventEscalated && ev.Deadline != nil {
-				late = append(late, ev.At.Sub(*ev.Deadline))
+			switch {
+			case ev.Type == pipeline.EventEscalated && !p.reminder:
+				esc = append(esc, ev.At.Sub(p.due))
+			case ev.Type == pipeline.EventReminder && p.reminder:
+				rem = append(rem, ev.At.Sub(p.due))
 			}
 		}
 	}
-	if len(late) != o.probes {
-		return r, fmt.Errorf("%d of %d probe escalations fired", len(late), o.probes)
+	want := o.probes / 2
+	if len(esc) != o.probes-want || len(rem) != want {
+		return r, fmt.Errorf("of %d probes, %d escalations (want %d) and %d reminders (want %d) fired", o.probes, len(esc), o.probes-want, len(rem), want)
 	}
-	r.lateness = pct(late)
+	for _, l := range append(esc, rem...) {
+		if l < 0 {
+			return r, fmt.Errorf("a follow-up fired %s before it was due", -l)
+		}
+	}
+	r.escalation, r.reminder = pct(esc), pct(rem)
 	return r, nil
 }
 
+// openNotices counts the notices in the tracker that are not in a
+// terminal state.
+func openNotices(ctx context.Context, e *env) (int, error) {
+	counts, err := e.store.Counts(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var open int64
+	for st, n := range counts.ByState {
+		if !st.Terminal() {
+			open += n
+		}
+	}
+	return int(open), nil
+}
+
 func (r schedResult) print(w io.Writer) {
-	fmt.Fprintf(w, "scheduler at scale (%d open notices tracked, %d escalations due over 25 s, one scheduler, a pass every 250 ms; loaded in %.0f s)\n", r.open, r.probes, r.loadSecs)
-	fmt.Fprintf(w, "  escalation lateness          %s  (target p99 ≤ 1s)\n", r.lateness)
+	fmt.Fprintf(w, "scheduler at scale (%d open notices tracked, %d follow-ups due over %s — escalations and reminders alternately —, one scheduler, a pass every 250 ms; loaded in %.0f s)\n", r.open, r.probes, r.spread, r.loadSecs)
+	fmt.Fprintf(w, "  escalation lateness          %s  (target p99 ≤ 1s)\n", r.escalation)
+	fmt.Fprintf(w, "  reminder lateness            %s  (target p99 ≤ 1s)\n", r.reminder)
 	fmt.Fprintf(w, "  pass with nothing due        %s\n", r.idlePass)
-	fmt.Fprintf(w, "  pass firing follow-ups       %s\n\n", r.busy)
+	fmt.Fprintf(w, "  pass firing follow-ups       %s\n", r.busy)
+	if r.fired > 0 {
+		fmt.Fprintf(w, "  CPU per follow-up fired      %s (passes with nothing due included; redis-server: %s)\n",
+			(r.cpu / time.Duration(r.fired)).Round(100*time.Nanosecond), (r.redisCPU / time.Duration(r.fired)).Round(100*time.Nanosecond))
+	}
+	fmt.Fprintln(w)
 }
