@@ -11,7 +11,7 @@ record_attempt(ARGV[4])
 local st = get('state')
 if st ~= 'received' then return {'dup', st} end
 local n = redis.call('HINCRBY', N, 'deliveries', 1)
-redis.call('HSET', N, 'last_delivery', NOW, 'retry_nb', ARGV[6])
+redis.call('HSET', N, 'last_delivery', NOWS, 'retry_nb', ARGV[6])
 redis.call('ZADD', DUE, ARGV[5], ID)
 redis.call('HDEL', CLM, ID)
 return {'ok', n}

@@ -12,9 +12,9 @@ if st == 'blocked' and get('ground') == ARGV[6] then return {'dup', st} end
 if st ~= 'delivered' and st ~= 'acknowledged' then return {'illegal', st} end
 clear_overdue()
 redis.call('ZREM', DL, ID)
-redis.call('HSET', N, 'running', 0, 'ground', ARGV[6], 'blocked_at', NOW, 'last_followup', 0)
+redis.call('HSET', N, 'running', 0, 'ground', ARGV[6], 'blocked_at', NOWS, 'last_followup', 0)
 -- The scheduler plans the blocked follow-ups at once.
-redis.call('ZADD', DUE, NOW, ID)
+redis.call('ZADD', DUE, NOWS, ID)
 set_state(st, 'blocked')
 mark(ARGV[5])
 return {'ok', emit('blocked', ARGV[7])}

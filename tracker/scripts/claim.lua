@@ -6,7 +6,7 @@
 -- KEYS[1] due index, KEYS[2] claims hash (same slot).
 -- ARGV[1] now (ms), [2] lease end (ms), [3] limit, [4] claim token.
 -- Returns the claimed ids.
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 for _, id in ipairs(ids) do
   redis.call('ZADD', KEYS[1], ARGV[2], id)
   redis.call('HSET', KEYS[2], id, ARGV[4])

@@ -14,10 +14,10 @@ if h[1] then
 end
 -- The body lives in its own key so that the hash keeps only short fields
 -- (Redis stores such hashes compactly).
-redis.call('HSET', N, 'v', 1, 'state', 'received', 'fp', fp, 'kind', ARGV[5],
-  'issuer', ARGV[6], 'provider', ARGV[7], 'ref', ARGV[8], 'created', NOW)
+redis.call('HSET', N, 'v', '1', 'state', 'received', 'fp', fp, 'kind', ARGV[5],
+  'issuer', ARGV[6], 'provider', ARGV[7], 'ref', ARGV[8], 'created', NOWS)
 redis.call('SET', BODY, ARGV[10])
-redis.call('HINCRBY', CNT, 'received', 1)
+redis.call('HINCRBY', CNT, 'received', '1')
 redis.call('ZADD', DUE, ARGV[9], ID)
-for i = 11, 12 do redis.call('ZADD', KEYS[i], NOW, ID) end
-return {'ok', record(1, 'received', ARGV[11], nil, {'received', ARGV[6], ARGV[7], ARGV[5], ARGV[8]})}
+for i = 11, 12 do redis.call('ZADD', KEYS[i], NOWS, ID) end
+return {'ok', record('1', 'received', ARGV[11], nil, {'received', ARGV[6], ARGV[7], ARGV[5], ARGV[8]})}

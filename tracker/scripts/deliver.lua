@@ -15,15 +15,15 @@ if st ~= 'received' then
   return {'dup', st}
 end
 local window = tonumber(ARGV[4])
-local deadline = NOW + window
-local v = (tonumber(h[10]) or 0) + 1 -- as HINCRBY would
-redis.call('HSET', N, 'state', 'delivered', 'v', v, 'delivered_at', NOW, 'clock', NOW,
-  'deadline', deadline, 'running', 1, 'window', window, 'last_delivery', NOW, 'reminders', 0,
-  'deliveries', (tonumber(h[12]) or 0) + 1)
+local deadline = tostring(NOW + window)
+local v = tostring((tonumber(h[10]) or 0) + 1) -- as HINCRBY would
+redis.call('HSET', N, 'state', 'delivered', 'v', v, 'delivered_at', NOWS, 'clock', NOWS,
+  'deadline', deadline, 'running', '1', 'window', ARGV[4], 'last_delivery', NOWS, 'reminders', '0',
+  'deliveries', tostring((tonumber(h[12]) or 0) + 1))
 count(st, 'delivered')
 redis.call('ZADD', DL, deadline, ID)
 redis.call('ZADD', DUE, ARGV[5], ID)
 redis.call('HDEL', CLM, ID)
 record_attempt(ARGV[7])
-h[1], h[6], h[7], h[9] = 'delivered', tostring(deadline), '1', tostring(NOW)
-return {'ok', record(v, 'delivered', ARGV[6], nil, h), deadline}
+h[1], h[6], h[7], h[9] = 'delivered', deadline, '1', NOWS
+return {'ok', record(v, 'delivered', ARGV[6], nil, h), tonumber(deadline)}

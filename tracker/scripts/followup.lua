@@ -15,10 +15,10 @@ local act, v = ARGV[6], 0
 record_attempt(ARGV[9])
 if act == 'attempt' then
   redis.call('HINCRBY', N, 'deliveries', 1)
-  redis.call('HSET', N, 'last_delivery', NOW)
+  redis.call('HSET', N, 'last_delivery', NOWS)
 elseif act == 'redeliver' then
   local n = redis.call('HINCRBY', N, 'deliveries', 1)
-  redis.call('HSET', N, 'last_delivery', NOW)
+  redis.call('HSET', N, 'last_delivery', NOWS)
   v = emit('redelivered', ARGV[8], {'att', n})
 elseif act == 'reminder' then
   local n = redis.call('HINCRBY', N, 'reminders', 1)
@@ -28,11 +28,11 @@ elseif act == 'escalate' then
     redis.call('HSET', N, 'overdue', '1')
     redis.call('HINCRBY', OVD, get('kind') .. ':' .. get('provider'), 1)
   end
-  redis.call('HSET', N, 'last_followup', NOW)
+  redis.call('HSET', N, 'last_followup', NOWS)
   v = emit('escalated', ARGV[8])
 elseif act == 'follow_up' then
   local n = redis.call('HINCRBY', N, 'followups', 1)
-  redis.call('HSET', N, 'last_followup', NOW)
+  redis.call('HSET', N, 'last_followup', NOWS)
   v = emit('follow_up', ARGV[8], {'att', n})
 elseif act ~= 'none' then
   return redis.error_reply('followup: unknown action ' .. act)

@@ -11,10 +11,12 @@
 --   KEYS[8] attempts      td:{s}:a:<id>    (list: the notice's delivery attempts)
 --   KEYS[9] timeline      td:{s}:t:<id>    (list: the notice's events, for reads)
 --   KEYS[10] body         td:{s}:b:<id>    (string: the notice's JSON)
--- ARGV[1] is always the notice id and ARGV[2] the current time in ms,
+-- ARGV[1] is always the notice id and ARGV[2] the current time in ms (NOW
+-- as a number, NOWS as the text to write: Lua formats a number it turns
+-- into text with sprintf, which costs more than many a command),
 -- ARGV[3] the same time as RFC 3339 text for the event.
 local N, DUE, DL, OUT, CNT, OVD, CLM, ATT, TL, BODY = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local ID, NOW, NOWTXT = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local ID, NOW, NOWS, NOWTXT = ARGV[1], tonumber(ARGV[2]), ARGV[2], ARGV[3]
 
 local function get(f) return redis.call('HGET', N, f) end
 local function num(f) return tonumber(redis.call('HGET', N, f) or '0') or 0 end
@@ -33,8 +35,8 @@ end
 
 -- count moves one notice between the per-state counters.
 local function count(old, new)
-  redis.call('HINCRBY', CNT, old, -1)
-  redis.call('HINCRBY', CNT, new, 1)
+  redis.call('HINCRBY', CNT, old, '-1')
+  redis.call('HINCRBY', CNT, new, '1')
 end
 
 -- set_state moves the notice to a new state and keeps the per-state
@@ -48,7 +50,7 @@ end
 local function clear_overdue()
   if get('overdue') == '1' then
     redis.call('HSET', N, 'overdue', '0')
-    redis.call('HINCRBY', OVD, get('kind') .. ':' .. get('provider'), -1)
+    redis.call('HINCRBY', OVD, get('kind') .. ':' .. get('provider'), '-1')
   end
 end
 

@@ -14,18 +14,18 @@ if st == 'received' then return {'early'} end
 if st ~= 'delivered' and st ~= 'acknowledged' and st ~= 'blocked' then return {'illegal', st} end
 local action = tonumber(ARGV[6])
 -- A blocked notice has no running clock, so acting on it is never late.
-local in_time = 1
-if h[7] == '1' and action > (tonumber(h[6]) or 0) then in_time = 0 end
+local in_time = '1'
+if h[7] == '1' and action > (tonumber(h[6]) or 0) then in_time = '0' end
 local took = action - (tonumber(h[9]) or 0)
 if took < 0 then took = 0 end
 -- Out of every index, as close() does, with the overdue flag cleared in
 -- the one write of the hash below.
 unindex()
-local v = (tonumber(h[10]) or 0) + 1 -- as HINCRBY would
-local f = {'state', 'removed', 'v', v, 'running', 0, 'action_at', action, 'in_time', in_time}
+local v = tostring((tonumber(h[10]) or 0) + 1) -- as HINCRBY would
+local f = {'state', 'removed', 'v', v, 'running', '0', 'action_at', ARGV[6], 'in_time', in_time}
 if h[8] == '1' then
   f[#f + 1], f[#f + 2] = 'overdue', '0'
-  redis.call('HINCRBY', OVD, h[4] .. ':' .. h[3], -1)
+  redis.call('HINCRBY', OVD, h[4] .. ':' .. h[3], '-1')
   h[8] = '0'
 end
 if ARGV[5] ~= '' then f[#f + 1], f[#f + 2] = 'lastmsg', ARGV[5] end

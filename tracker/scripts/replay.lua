@@ -4,7 +4,7 @@
 if redis.call('EXISTS', N) == 0 then return {'not_found'} end
 local st = get('state')
 if st ~= 'failed' then return {'illegal', st} end
-redis.call('HSET', N, 'deliveries', 0, 'last_delivery', 0, 'created', NOW)
+redis.call('HSET', N, 'deliveries', 0, 'last_delivery', 0, 'created', NOWS)
 redis.call('ZADD', DUE, ARGV[4], ID)
 set_state(st, 'received')
 return {'ok', emit('replayed', ARGV[5])}

@@ -17,10 +17,10 @@ local ground = get('ground')
 if who == 'provider' and ground ~= 'force_majeure' then return {'illegal', st, ground} end
 if who == 'issuer' and ground == 'force_majeure' then return {'illegal', st, ground} end
 local deadline = NOW + num('window')
-redis.call('HSET', N, 'clock', NOW, 'deadline', deadline, 'running', 1, 'reminders', 0,
+redis.call('HSET', N, 'clock', NOWS, 'deadline', deadline, 'running', 1, 'reminders', 0,
   'ground', '', 'last_followup', 0)
 redis.call('ZADD', DL, deadline, ID)
-redis.call('ZADD', DUE, NOW, ID)
+redis.call('ZADD', DUE, NOWS, ID)
 set_state(st, 'acknowledged')
 mark(ARGV[6])
 local typ = 'resumed'
