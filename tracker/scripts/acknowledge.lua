@@ -17,10 +17,12 @@ if st == 'acknowledged' or st == 'blocked' or st == 'removed' or st == 'declined
   return {'dup', st}
 end
 if st ~= 'delivered' then return {'illegal', st} end
-local v = tostring((tonumber(h[10]) or 0) + 1) -- as HINCRBY would
+local vn = (tonumber(h[10]) or 0) + 1 -- as HINCRBY would
+local v = tostring(vn)
 local f = {'state', 'acknowledged', 'v', v}
 if ARGV[5] ~= '' then f[#f + 1], f[#f + 2] = 'lastmsg', ARGV[5] end
 redis.call('HSET', N, unpack(f))
 count(st, 'acknowledged')
 h[1] = 'acknowledged'
-return {'ok', record(v, 'acknowledged', ARGV[6], nil, h)}
+record(v, 'acknowledged', ARGV[6], nil, h)
+return {'ok', vn}

@@ -15,8 +15,10 @@ if st ~= 'received' then
   return {'dup', st}
 end
 local window = tonumber(ARGV[4])
-local deadline = tostring(NOW + window)
-local v = tostring((tonumber(h[10]) or 0) + 1) -- as HINCRBY would
+local dn = NOW + window
+local deadline = tostring(dn)
+local vn = (tonumber(h[10]) or 0) + 1 -- as HINCRBY would
+local v = tostring(vn)
 redis.call('HSET', N, 'state', 'delivered', 'v', v, 'delivered_at', NOWS, 'clock', NOWS,
   'deadline', deadline, 'running', '1', 'window', ARGV[4], 'last_delivery', NOWS, 'reminders', '0',
   'deliveries', tostring((tonumber(h[12]) or 0) + 1))
@@ -26,4 +28,5 @@ redis.call('ZADD', DUE, ARGV[5], ID)
 redis.call('HDEL', CLM, ID)
 record_attempt(ARGV[7])
 h[1], h[6], h[7], h[9] = 'delivered', deadline, '1', NOWS
-return {'ok', record(v, 'delivered', ARGV[6], nil, h), tonumber(deadline)}
+record(v, 'delivered', ARGV[6], nil, h)
+return {'ok', vn, dn}

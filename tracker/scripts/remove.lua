@@ -21,7 +21,8 @@ if took < 0 then took = 0 end
 -- Out of every index, as close() does, with the overdue flag cleared in
 -- the one write of the hash below.
 unindex()
-local v = tostring((tonumber(h[10]) or 0) + 1) -- as HINCRBY would
+local vn = (tonumber(h[10]) or 0) + 1 -- as HINCRBY would
+local v = tostring(vn)
 local f = {'state', 'removed', 'v', v, 'running', '0', 'action_at', ARGV[6], 'in_time', in_time}
 if h[8] == '1' then
   f[#f + 1], f[#f + 2] = 'overdue', '0'
@@ -33,4 +34,4 @@ redis.call('HSET', N, unpack(f))
 count(st, 'removed')
 h[1], h[7] = 'removed', '0'
 record(v, 'removed', ARGV[7], {'it', in_time, 'ms', took}, h)
-return {'ok', v, in_time, took, h[4]}
+return {'ok', vn, tonumber(in_time), took, h[4]}
