@@ -384,6 +384,7 @@ func summarize(w io.Writer, r *results) {
 	}
 	fmt.Fprintf(w, "\nevents on TAKEDOWN_EVENTS: %s\n\n", strings.Join(parts, ", "))
 	// The transparency report of the demo's own notices, from the same
-	// events (what takedownctl report prints).
-	_ = report.Build(r.all, r.start.Add(-time.Minute), time.Now().Add(time.Minute)).Markdown(w)
+	// events (what takedownctl report prints), over the demo's own run:
+	// whole seconds from its start up to now, which hold every event.
+	_ = report.Build(r.all, r.start.Truncate(time.Second), time.Now().Truncate(time.Second).Add(time.Second)).Markdown(w)
 }
