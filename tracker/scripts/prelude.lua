@@ -1,4 +1,8 @@
 -- Shared prelude, prepended to every transition script at load time.
+-- Each paragraph that defines helpers goes only into the scripts that
+-- call them (directly or through another helper): defining a function
+-- costs every call of a script, and the hot transitions use few of them
+-- (see scripts.go).
 --
 -- Every transition script takes the same KEYS, all in one hash-tag slot:
 --   KEYS[1] notice hash   td:{s}:n:<id>
@@ -19,6 +23,7 @@ local N, DUE, DL, OUT, CNT, OVD, CLM, ATT, TL, BODY = KEYS[1], KEYS[2], KEYS[3],
 local ID, NOW, NOWS, NOWTXT = ARGV[1], tonumber(ARGV[2]), ARGV[2], ARGV[3]
 
 local function get(f) return redis.call('HGET', N, f) end
+
 local function num(f) return tonumber(redis.call('HGET', N, f) or '0') or 0 end
 
 -- load reads, in one call, the fields an event carries (1 state,
@@ -113,6 +118,7 @@ local function seen(msgkey, last)
   if last == nil then last = get('lastmsg') end
   return msgkey ~= '' and last == msgkey
 end
+
 local function mark(msgkey)
   if msgkey ~= '' then redis.call('HSET', N, 'lastmsg', msgkey) end
 end
