@@ -1,7 +1,6 @@
 package tracker
 
 import (
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -55,7 +54,7 @@ func TestScriptsDefineWhatTheyCall(t *testing.T) {
 		}
 		have := defined(withHelpers(prelude, body))
 		for _, name := range all {
-			if regexp.MustCompile(`(^|[^\w.:])`+name+`\(`).MatchString(commentRE.ReplaceAllString(body, "")) && !slices.Contains(have, name) {
+			if callRE(name).MatchString(commentRE.ReplaceAllString(body, "")) && !slices.Contains(have, name) {
 				t.Errorf("%s calls %s but does not get it", e.Name(), name)
 			}
 		}
@@ -72,3 +71,5 @@ func defined(src string) []string {
 	}
 	return names
 }
+
+func withHelpers(prelude, body string) string { return parsePrelude(prelude).with(body) }

@@ -20,8 +20,8 @@ type scripts struct {
 }
 
 func loadScripts() scripts {
-	prelude := mustRead("prelude.lua")
-	withPrelude := func(name string) *redis.Script { return redis.NewScript(withHelpers(prelude, mustRead(name))) }
+	prelude := parsePrelude(mustRead("prelude.lua"))
+	withPrelude := func(name string) *redis.Script { return redis.NewScript(prelude.with(mustRead(name))) }
 	return scripts{
 		create:      withPrelude("create.lua"),
 		deliver:     withPrelude("deliver.lua"),
@@ -56,43 +56,61 @@ var commentRE = regexp.MustCompile(`--[^\n]*`)
 // definesRE finds the helpers a paragraph of the prelude defines.
 var definesRE = regexp.MustCompile(`(?m)^local function (\w+)`)
 
-// withHelpers returns body preceded by the prelude's paragraphs (parts
-// separated by a blank line) that define no helper — the header, the
-// KEYS and ARGV locals — and by those that define a helper body calls,
-// directly or through another helper, in the prelude's order. Every
-// helper defined is a closure built anew on each call of the script;
-// leaving out the unused ones saves create.lua, which calls one of
-// thirteen, some 19,000 of the 40,000 instructions a call costs before
-// its first command.
-func withHelpers(prelude, body string) string {
-	paras := strings.Split(prelude, "\n\n")
-	defines := make([][]string, len(paras))
-	calls := map[string]*regexp.Regexp{}
-	for i, p := range paras {
-		for _, m := range definesRE.FindAllStringSubmatch(p, -1) {
-			defines[i] = append(defines[i], m[1])
-			calls[m[1]] = regexp.MustCompile(`(^|[^\w.:])` + m[1] + `\(`)
+// callRE finds a call of the helper name in Lua code (not of a method or
+// table field of the same name).
+func callRE(name string) *regexp.Regexp {
+	return regexp.MustCompile(`(^|[^\w.:])` + regexp.QuoteMeta(name) + `\(`)
+}
+
+// prelude is prelude.lua split into paragraphs (parts separated by a
+// blank line), with the helpers each defines.
+type prelude struct {
+	paras   []string
+	defines [][]string
+	calls   map[string]*regexp.Regexp
+}
+
+func parsePrelude(src string) prelude {
+	p := prelude{paras: strings.Split(src, "\n\n"), calls: map[string]*regexp.Regexp{}}
+	p.defines = make([][]string, len(p.paras))
+	for i, para := range p.paras {
+		for _, m := range definesRE.FindAllStringSubmatch(para, -1) {
+			p.defines[i] = append(p.defines[i], m[1])
+			p.calls[m[1]] = callRE(m[1])
 		}
 	}
+	return p
+}
+
+// with returns body preceded by the paragraphs that define no helper —
+// the header, the KEYS and ARGV locals — and by those that define a
+// helper body calls, directly or through another helper, in the
+// prelude's order. Every helper defined is a closure built anew on each
+// call of the script; leaving out the unused ones saves create.lua,
+// which calls one of thirteen, some 19,000 of the 40,000 instructions a
+// call costs before its first command.
+func (p prelude) with(body string) string {
 	needed := map[string]bool{}
-	var need func(text string)
-	need = func(text string) {
-		for name, re := range calls {
-			if !needed[name] && re.MatchString(text) {
-				needed[name] = true
-				for i, names := range defines {
-					if slices.Contains(names, name) {
-						need(commentRE.ReplaceAllString(paras[i], ""))
-					}
+	var need func(code string)
+	need = func(code string) {
+		code = commentRE.ReplaceAllString(code, "")
+		for name, re := range p.calls {
+			if needed[name] || !re.MatchString(code) {
+				continue
+			}
+			needed[name] = true
+			for i, names := range p.defines {
+				if slices.Contains(names, name) {
+					need(p.paras[i])
 				}
 			}
 		}
 	}
-	need(commentRE.ReplaceAllString(body, ""))
+	need(body)
 	var out []string
-	for i, p := range paras {
-		if len(defines[i]) == 0 || slices.ContainsFunc(defines[i], func(n string) bool { return needed[n] }) {
-			out = append(out, p)
+	for i, para := range p.paras {
+		if len(p.defines[i]) == 0 || slices.ContainsFunc(p.defines[i], func(n string) bool { return needed[n] }) {
+			out = append(out, para)
 		}
 	}
 	return strings.Join(out, "\n\n") + "\n" + body
