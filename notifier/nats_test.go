@@ -70,3 +70,55 @@ func TestNotifierRoutesByDirectory(t *testing.T) {
 		t.Errorf("redelivery msg id %q", got)
 	}
 }
+
+// An attempt published again (the pipeline stopped after JetStream stored
+// it and before the delivery was recorded) is not stored twice, and its
+// receipt is the first storing: that is when the provider could read it,
+// and the legal clock starts there, not at the repeat.
+func TestNATSRepeatedAttemptKeepsFirstReceipt(t *testing.T) {
+	_, _, js := testenv.NATS(t)
+	ctx := context.Background()
+	b, err := bus.New(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := testenv.NewClock(time.Now())
+	ch := notifier.NewNATS(b, clock)
+	d := notifier.Delivery{NoticeID: pipeline.NoticeID("de-bka", "R-1"), Provider: "videohost", Kind: pipeline.KindRemovalOrder, Attempt: 1, Body: []byte(`{}`)}
+	first, err := ch.Deliver(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(40 * time.Second) // the restart and the repeat
+	again, err := ch.Deliver(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, b.StreamName(bus.Deliver))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := st.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("deliver stream holds %d messages, want the attempt once", info.State.Msgs)
+	}
+	if !again.At.Equal(stored.Time) {
+		t.Errorf("repeated attempt's receipt %s, want the first storing %s (the first attempt's receipt: %s)", again.At, stored.Time, first.At)
+	}
+	// A new attempt is a new message, received now.
+	d.Attempt = 2
+	third, err := ch.Deliver(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !third.At.Equal(clock.Now()) {
+		t.Errorf("second attempt's receipt %s, want now %s", third.At, clock.Now())
+	}
+}

@@ -157,8 +157,21 @@ func (c *NATS) Deliver(ctx context.Context, d Delivery) (Receipt, error) {
 	hdr.Set(HeaderKind, string(d.Kind))
 	hdr.Set(HeaderAttempt, strconv.Itoa(max(d.Attempt, 1)))
 	start := time.Now()
-	if _, err := c.bus.Publish(ctx, c.bus.DeliverSubject(d.Provider), DeliverMsgID(d.NoticeID, d.Attempt), d.Body, hdr); err != nil {
+	ack, err := c.bus.Publish(ctx, c.bus.DeliverSubject(d.Provider), DeliverMsgID(d.NoticeID, d.Attempt), d.Body, hdr)
+	if err != nil {
 		return Receipt{Latency: time.Since(start)}, fmt.Errorf("deliver %s to %s: %w", d.NoticeID, d.Provider, err)
 	}
-	return Receipt{At: c.clock.Now(), Latency: time.Since(start)}, nil
+	at := c.clock.Now()
+	if ack.Duplicate {
+		// This attempt was stored before, and the provider could read it
+		// from then: the pipeline stopped between storing it and
+		// recording the delivery, and takes the attempt again. The
+		// receipt that starts the clock is the first storing, not now.
+		// (If its time cannot be read, now errs only in the provider's
+		// favour.)
+		if stored, err := c.bus.StoredAt(ctx, bus.Deliver, ack.Sequence); err == nil && stored.Before(at) {
+			at = stored
+		}
+	}
+	return Receipt{At: at, Latency: time.Since(start)}, nil
 }

@@ -210,6 +210,21 @@ func retryable(err error) bool {
 		errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
+// StoredAt is when stream s stored its message seq: for a publish that
+// JetStream answered as a duplicate, its PubAck's sequence is that of the
+// message first stored with the id.
+func (b *Bus) StoredAt(ctx context.Context, s Stream, seq uint64) (time.Time, error) {
+	st, err := b.js.Stream(ctx, b.StreamName(s))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("bus: stream %s: %w", b.StreamName(s), err)
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("bus: message %d of %s: %w", seq, b.StreamName(s), err)
+	}
+	return m.Time, nil
+}
+
 // Park headers describe why a message was parked.
 const (
 	HeaderParkReason  = "Takedown-Park-Reason"
