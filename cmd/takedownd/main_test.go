@@ -27,7 +27,13 @@ import (
 	"github.com/takedown-eu/takedown/tracker/redisserver"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		main()
+		os.Exit(0)
+	}
+	testenv.Main(m)
+}
 
 const testDirectory = `
 issuers: [{id: de-bka, name: BKA, member_state: DE}]
