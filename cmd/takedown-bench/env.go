@@ -73,14 +73,24 @@ type env struct {
 	stderr                     io.Writer
 }
 
-func startEnv(ctx context.Context, stderr io.Writer, natsApart bool, duplicateWindow time.Duration) (*env, error) {
+// envConfig is how the engines run.
+type envConfig struct {
+	// natsApart runs the NATS server as a process of its own.
+	natsApart bool
+	// duplicateWindow is the streams' duplicate window.
+	duplicateWindow time.Duration
+	// appendFsync is redis-server's AOF fsync policy (default everysec).
+	appendFsync string
+}
+
+func startEnv(ctx context.Context, stderr io.Writer, cfg envConfig) (*env, error) {
 	e := &env{stderr: stderr, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	var err error
 	if e.dir, err = os.MkdirTemp("", "takedown-bench-"); err != nil {
 		return nil, err
 	}
 	storeDir := filepath.Join(e.dir, "nats")
-	if natsApart {
+	if cfg.natsApart {
 		if e.natsProc, err = startNATSChild(storeDir, stderr); err != nil {
 			return nil, err
 		}
@@ -107,10 +117,10 @@ func startEnv(ctx context.Context, stderr io.Writer, natsApart bool, duplicateWi
 	if _, e.watcher, err = e.connect("watcher"); err != nil {
 		return nil, err
 	}
-	if e.bus, err = bus.New(ctx, e.js, bus.Config{DuplicateWindow: duplicateWindow}); err != nil {
+	if e.bus, err = bus.New(ctx, e.js, bus.Config{DuplicateWindow: cfg.duplicateWindow}); err != nil {
 		return nil, err
 	}
-	if e.redis, err = redisserver.Start(ctx, redisserver.Options{Dir: filepath.Join(e.dir, "redis")}); err != nil {
+	if e.redis, err = redisserver.Start(ctx, redisserver.Options{Dir: filepath.Join(e.dir, "redis"), AppendFsync: cfg.appendFsync}); err != nil {
 		return nil, err
 	}
 	e.rdb = redis.NewClient(&redis.Options{Addr: e.redis.Addr(), PoolSize: 64})

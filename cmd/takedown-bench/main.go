@@ -1,7 +1,8 @@
 // Command takedown-bench measures the pipeline on the machine at hand, in
 // one run against one NATS server (file store; embedded, or with
 // -nats-apart a process of its own) and one redis-server child (AOF
-// everysec), and prints the figures:
+// everysec, the production setting; -redis-appendfsync always to price
+// an fsync before every reply), and prints the figures:
 //
 //   - how steady the idle machine's CPUs are: a fixed unit of work timed
 //     every 5 ms on each CPU, so that latencies can be read against the
@@ -82,6 +83,7 @@ type options struct {
 	openCPUProfile string
 	relayLinger    time.Duration
 	autoRewrite    bool
+	appendFsync    string
 	steadyFor      time.Duration
 }
 
@@ -111,6 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.dedupeIDs, "dedupe-ids", 1000000, "message ids published to measure nats-server's memory for duplicate detection (part of the memory part)")
 	fs.DurationVar(&o.duplicateWindow, "duplicate-window", bus.DefaultDuplicateWindow, "the streams' duplicate window (takedownd -duplicate-window)")
 	fs.BoolVar(&o.natsApart, "nats-apart", false, "run the NATS server as a process of its own (as a separate nats-server runs beside takedownd -nats-url) instead of inside this process (as takedownd runs it without -nats-url)")
+	fs.StringVar(&o.appendFsync, "redis-appendfsync", "everysec", "redis-server's AOF fsync policy: everysec (the production setting), always (every write on disk before its reply) or no")
 	fs.BoolVar(&o.skipScheduler, "skip-scheduler", false, "skip the scheduler-at-scale run")
 	only := fs.String("only", "", "comma-separated parts to run ("+strings.Join(parts, ",")+"); default all")
 	fs.BoolVar(&o.autoRewrite, "auto-aof-rewrite", false, "let redis-server rewrite its AOF by itself during the measured parts (by default it is rewritten between them)")
@@ -128,6 +131,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// the memory part counts them).
 		return fmt.Errorf("-duplicate-window: %s (want %s to %s, as takedownd)", o.duplicateWindow, bus.MinDuplicateWindow, bus.MaxDuplicateWindow)
 	}
+	if !slices.Contains([]string{"everysec", "always", "no"}, o.appendFsync) {
+		return fmt.Errorf("-redis-appendfsync: %q (want everysec, always or no)", o.appendFsync)
+	}
 	if *only != "" {
 		o.only = map[string]bool{}
 		for _, p := range strings.Split(*only, ",") {
@@ -138,7 +144,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	o.schedLead, o.schedSpread = 30*time.Second, 25*time.Second
-	env, err := startEnv(ctx, stderr, o.natsApart, o.duplicateWindow)
+	env, err := startEnv(ctx, stderr, envConfig{natsApart: o.natsApart, duplicateWindow: o.duplicateWindow, appendFsync: o.appendFsync})
 	if err != nil {
 		return err
 	}
@@ -154,7 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "takedown-bench: %s\n\n", machine())
+	fmt.Fprintf(stdout, "takedown-bench: %s; redis-server AOF appendfsync %s\n\n", machine(), o.appendFsync)
 
 	var steady steadyResult
 	if o.runs("steady") && o.steadyFor > 0 {

@@ -16,7 +16,7 @@ import (
 func TestMeasureScheduler(t *testing.T) {
 	ctx := context.Background()
 	var stderr bytes.Buffer
-	e, err := startEnv(ctx, &stderr, false, bus.DefaultDuplicateWindow)
+	e, err := startEnv(ctx, &stderr, envConfig{duplicateWindow: bus.DefaultDuplicateWindow})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
