@@ -109,16 +109,27 @@ func (p *process) checkRaces(t *testing.T) {
 }
 
 // TestKilledDaemonLosesNothing is the design's durability contract run
-// against the real process: takedownd (with its embedded NATS server) is
+// against the real process: takedownd, with its embedded NATS server, is
 // killed with SIGKILL three times while notices flow to two providers —
 // one reading its deliver subject, one taking signed webhooks and
-// answering over the HTTP API — and restarted on the same data. Every notice an issuer got accepted must end removed, with
-// each of its events on the events stream exactly once and in unbroken
-// version order, its delivery recorded at the time the deliver stream
-// first stored it, and nothing left parked, unacknowledged or unrelayed.
-// Where the kills land differs from run to run; what is checked holds
-// wherever they land.
-func TestKilledDaemonLosesNothing(t *testing.T) {
+// answering over the HTTP API — and restarted on the same data. Every
+// notice an issuer got accepted must end removed, with each of its events
+// on the events stream exactly once and in unbroken version order, its
+// delivery recorded at the time the deliver stream first stored it, and
+// nothing left parked, unacknowledged or unrelayed. Where the kills land
+// differs from run to run; what is checked holds wherever they land.
+func TestKilledDaemonLosesNothing(t *testing.T) { killTest(t, false) }
+
+// TestKilledReplicaLosesNothing is the same with two replicas sharing a
+// NATS server and Redis, as when takedownd is scaled out: one is killed
+// three times and restarted, the other runs throughout and must take
+// over the dead one's consumers, relay shards and scheduler claims
+// without an event published twice or out of order.
+func TestKilledReplicaLosesNothing(t *testing.T) { killTest(t, true) }
+
+// killTest runs the kill test with takedownd's embedded NATS server, or
+// with replicas: two takedownd sharing a NATS server of the test's.
+func killTest(t *testing.T, replicas bool) {
 	const notices = 300
 	redisSrv := testenv.OwnRedis(t)
 	dir := t.TempDir()
@@ -143,26 +154,47 @@ providers:
 	if err := os.WriteFile(dirFile, []byte(directory), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	natsAddr, httpAddr := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
-	args := []string{"-directory", dirFile, "-data-dir", filepath.Join(dir, "data"), "-http", httpAddr,
-		"-nats-listen", natsAddr, "-redis-url", redisSrv.URL(), "-scheduler-interval", "100ms", "-log-format", "text"}
+	common := []string{"-directory", dirFile, "-redis-url", redisSrv.URL(), "-scheduler-interval", "100ms", "-log-format", "text"}
+	var natsURL string
+	if replicas {
+		natsURL = testenv.StartNATS(t).URL()
+		common = append(common, "-nats-url", natsURL)
+	} else {
+		natsAddr := "127.0.0.1:" + freePort(t)
+		natsURL = "nats://" + natsAddr
+		common = append(common, "-nats-listen", natsAddr)
+	}
+	argsFor := func(name, httpAddr string) []string {
+		return append(slices.Clone(common), "-data-dir", filepath.Join(dir, name), "-http", httpAddr)
+	}
+	// The victim is killed and restarted; with replicas, the survivor
+	// runs throughout and serves the HTTP API the webhook provider
+	// answers on.
+	httpAddr := "127.0.0.1:" + freePort(t)
+	args := argsFor("victim", httpAddr)
 	proc := startProcess(t, httpAddr, args)
+	apiAddr := httpAddr
+	var survivor *process
+	if replicas {
+		apiAddr = "127.0.0.1:" + freePort(t)
+		survivor = startProcess(t, apiAddr, argsFor("survivor", apiAddr))
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The issuer and the provider are processes of their own in
 	// production: here, connections that reconnect across the restarts.
-	issuer, err := jetstream.New(testenv.Connect(t, "nats://"+natsAddr))
+	issuer, err := jetstream.New(testenv.Connect(t, natsURL))
 	if err != nil {
 		t.Fatal(err)
 	}
-	provider, err := jetstream.New(testenv.Connect(t, "nats://"+natsAddr))
+	provider, err := jetstream.New(testenv.Connect(t, natsURL))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sim := &providersim.Sim{JS: provider, Providers: []providersim.Provider{{ID: "videohost", Behaviour: providersim.Prompt}},
 		Webhook: &providersim.WebhookConfig{Providers: []providersim.Provider{{ID: "webcast", Behaviour: providersim.Prompt}},
-			Listener: hooks, Secrets: []string{secret}, APIURL: "http://" + httpAddr, Tokens: map[string]string{"webcast": token}}}
+			Listener: hooks, Secrets: []string{secret}, APIURL: "http://" + apiAddr, Tokens: map[string]string{"webcast": token}}}
 	simDone := make(chan error, 1)
 	go func() { simDone <- sim.Run(ctx) }()
 
@@ -216,17 +248,26 @@ providers:
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("last counts: %v, %d events not yet relayed; last takedownd's log:\n%s", last.ByState, last.Outbox, proc.stderr)
+			if survivor != nil {
+				t.Logf("the survivor's log:\n%s", survivor.stderr)
+			}
 		}
 	})
-	// Kill while notices are arriving, being delivered and answered.
-	for k := 1; k <= 3; k++ {
-		testenv.WaitFor(t, 60*time.Second, fmt.Sprintf("%d notices tracked before kill %d", k*notices/4, k), func() bool {
-			return tracked() >= int64(k*notices/4)
+	// Kill while notices are arriving, then twice while they are being
+	// delivered and answered.
+	removed := func() int64 { return counts().ByState[pipeline.StateRemoved] }
+	for k, when := range []struct {
+		what string
+		n    int64
+		of   func() int64
+	}{{"tracked", notices / 4, tracked}, {"removed", notices / 3, removed}, {"removed", 2 * notices / 3, removed}} {
+		testenv.WaitFor(t, 2*time.Minute, fmt.Sprintf("%d notices %s before kill %d", when.n, when.what, k+1), func() bool {
+			return when.of() >= when.n
 		})
 		c := counts()
 		proc.kill()
 		proc.checkRaces(t)
-		t.Logf("kill %d: tracked %v, %d events not yet relayed", k, c.ByState, c.Outbox)
+		t.Logf("kill %d: tracked %v, %d events not yet relayed", k+1, c.ByState, c.Outbox)
 		proc = startProcess(t, httpAddr, args)
 	}
 	select {
@@ -332,8 +373,12 @@ providers:
 	for _, m := range streamMessages(t, issuer, "TAKEDOWN_PARKED") {
 		t.Errorf("parked: %s %s: %s", m.Subject(), m.Headers().Get("Takedown-Park-Reason"), m.Headers().Get("Takedown-Park-Detail"))
 	}
-	proc.stop(t)
-	proc.checkRaces(t)
+	for _, p := range []*process{proc, survivor} {
+		if p != nil {
+			p.stop(t)
+			p.checkRaces(t)
+		}
+	}
 	cancel()
 	if err := <-simDone; err != nil && !errors.Is(err, context.Canceled) {
 		t.Errorf("providersim: %v", err)
