@@ -92,4 +92,16 @@ func TestScriptsRunOnRedisCluster(t *testing.T) {
 	if c.ByState[pipeline.StateRemoved] != 20 || c.Outbox != 60 {
 		t.Fatalf("counts on cluster: %+v", c)
 	}
+	versions := map[string]int64{}
+	if err := st.Versions(ctx, func(id string, v int64) error { versions[id] = v; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(versions) != 20 {
+		t.Fatalf("versions on cluster: %d notices, want 20", len(versions))
+	}
+	for id, v := range versions {
+		if v != 3 {
+			t.Errorf("notice %s at version %d on cluster, want 3", id, v)
+		}
+	}
 }

@@ -429,3 +429,45 @@ func TestScriptsGoThroughTheAutoPipelinerUnlessTurnedOff(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionsListsEveryNoticeOnce(t *testing.T) {
+	st, rdb := newStore(t)
+	ctx := context.Background()
+	want := map[string]int64{}
+	// More notices than one scan batch, at different versions.
+	for i := range 1200 {
+		id := created(t, st, testenv.Notice("de-bka", fmt.Sprintf("V-%04d", i), "videohost", pipeline.KindRemovalOrder))
+		want[id] = 1
+		if i%3 == 0 {
+			delivered(t, st, id, t0)
+			want[id] = 2
+		}
+	}
+	// Keys that are not notice hashes are not notices.
+	if err := rdb.Set(ctx, "td:{0}:n", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	err := st.Versions(ctx, func(id string, v int64) error {
+		if _, dup := got[id]; dup {
+			t.Errorf("notice %s listed twice", id)
+		}
+		got[id] = v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d notices listed, want %d", len(got), len(want))
+	}
+	for id, v := range want {
+		if got[id] != v {
+			t.Errorf("notice %s: version %d, want %d", id, got[id], v)
+		}
+	}
+	stop := errors.New("stop")
+	if err := st.Versions(ctx, func(string, int64) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("fn's error: got %v, want it returned", err)
+	}
+}

@@ -50,6 +50,22 @@ func (c *config) has(role string) bool { return slices.Contains(c.Roles, role) }
 // errUsage marks configuration errors (exit code 2).
 var errUsage = errors.New("usage")
 
+// envFallback sets each of fs's flags from its environment variable
+// TAKEDOWN_<FLAG> (upper case, dashes as underscores), if set; flags
+// parsed afterwards win.
+func envFallback(fs *flag.FlagSet, getenv func(string) string) error {
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "TAKEDOWN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%w: environment %s=%q: %v", errUsage, name, v, err)
+			}
+		}
+	})
+	return envErr
+}
+
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("takedownd", flag.ContinueOnError)
@@ -79,20 +95,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: takedownd [flags]\n       takedownd nats-config -directory FILE -pipeline-nkey U...\n\nRuns the takedown pipeline; nats-config prints the NATS authorization for\nthe directory's issuers and providers. Every flag can also be set by an\nenvironment variable TAKEDOWN_<FLAG> (upper case, dashes as underscores);\na flag wins.\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: takedownd [flags]\n       takedownd nats-config -directory FILE -pipeline-nkey U...\n       takedownd verify -nats-url URL [-redis-url URL]\n\nRuns the takedown pipeline; nats-config prints the NATS authorization for\nthe directory's issuers and providers; verify compares the events stream\nwith the tracker. Every flag can also be set by an\nenvironment variable TAKEDOWN_<FLAG> (upper case, dashes as underscores);\na flag wins.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "TAKEDOWN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%w: environment %s=%q: %v", errUsage, name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return c, envErr
+	if err := envFallback(fs, getenv); err != nil {
+		return c, err
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

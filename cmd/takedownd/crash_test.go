@@ -373,6 +373,17 @@ providers:
 	for _, m := range streamMessages(t, issuer, "TAKEDOWN_PARKED") {
 		t.Errorf("parked: %s %s: %s", m.Subject(), m.Headers().Get("Takedown-Park-Reason"), m.Headers().Get("Takedown-Park-Detail"))
 	}
+	// takedownd verify, which operators run after an incident, finds the
+	// same.
+	rep, err := compareEvents(ctx, issuer, "TAKEDOWN_EVENTS", store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.agree() || rep.agreeing != notices {
+		var out strings.Builder
+		rep.print(&out, 20)
+		t.Errorf("verify after the kills:\n%s", out.String())
+	}
 	for _, p := range []*process{proc, survivor} {
 		if p != nil {
 			p.stop(t)

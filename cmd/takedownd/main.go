@@ -64,6 +64,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if len(args) > 0 && args[0] == "nats-config" {
 		return natsConfig(args[1:], getenv, os.Stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "verify" {
+		return verify(ctx, args[1:], getenv, os.Stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/takedown-eu/takedown/internal/testenv"
+	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/tracker"
+)
+
+// verify agrees with a pipeline left alone, and names each notice whose
+// tracker state or events were damaged, in the right section.
+func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
+	rdb := testenv.Redis(t)
+	redisURL := "redis://" + rdb.Options().Addr + "/0"
+	d := startDaemon(t, "-redis-url", redisURL)
+	ctx := context.Background()
+	js, err := jetstream.New(testenv.Connect(t, d.natsURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := tracker.New(rdb, tracker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 6 {
+		n := testenv.Notice("de-bka", fmt.Sprintf("VERIFY-%d", i), "videohost", pipeline.KindRemovalOrder)
+		m := nats.NewMsg("takedown.intake.de-bka")
+		m.Data = testenv.JSON(n)
+		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(n.ID())); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, n.ID())
+	}
+	testenv.WaitFor(t, 20*time.Second, "six notices delivered and their events relayed", func() bool {
+		c, err := store.Counts(ctx)
+		return err == nil && c.ByState[pipeline.StateDelivered] == 6 && c.Outbox == 0
+	})
+	run := func() (string, error) {
+		var out, errOut bytes.Buffer
+		err := verify(ctx, []string{"-nats-url", d.natsURL, "-redis-url", redisURL}, func(string) string { return "" }, &out, &errOut)
+		return out.String(), err
+	}
+	out, err := run()
+	if err != nil || !strings.Contains(out, "agreeing:       6 notices") || !strings.Contains(out, "events stream:  12 events") {
+		t.Fatalf("untouched pipeline: %v\n%s", err, out)
+	}
+
+	// A create lost from Redis, a transition lost from Redis, an event
+	// lost from the stream, and a transition whose event never came.
+	noticeKey := func(id string) string { return fmt.Sprintf("td:{%d}:n:%s", tracker.ShardOf(id, 16), id) }
+	if err := rdb.Del(ctx, noticeKey(ids[0])).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, noticeKey(ids[1]), "v", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "TAKEDOWN_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gap, ahead := ids[5], ids[4]
+	deleted := false
+	for seq := uint64(1); seq <= 12 && !deleted; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get(jetstream.MsgIDHeader) == gap+".1" {
+			if err := st.DeleteMsg(ctx, seq); err != nil {
+				t.Fatal(err)
+			}
+			deleted = true
+		}
+	}
+	if !deleted {
+		t.Fatalf("no received event of %s on the stream", gap)
+	}
+	if err := rdb.HIncrBy(ctx, noticeKey(ahead), "v", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err = run()
+	if !errors.Is(err, errDisagree) {
+		t.Fatalf("damaged: error %v, want %v\n%s", err, errDisagree, out)
+	}
+	for _, want := range []string{
+		"not tracked:    1 notices\n  " + ids[0] + ": on the stream up to version 2, not in the tracker",
+		"tracker behind: 1 notices\n  " + ids[1] + ": tracker at version 1, the stream at 2",
+		"  " + gap + ": 1 events on the stream up to version 2",
+		"  " + ahead + ": tracker at version 3, the stream at 2, nothing waiting to be relayed",
+		"events missing: 2 notices",
+		"agreeing:       2 notices",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+
+	var errOut bytes.Buffer
+	if err := verify(ctx, nil, func(string) string { return "" }, &bytes.Buffer{}, &errOut); !errors.Is(err, errUsage) {
+		t.Errorf("without -nats-url: %v", err)
+	}
+	// takedownd's environment variables serve as well.
+	env := map[string]string{"TAKEDOWN_NATS_URL": d.natsURL, "TAKEDOWN_REDIS_URL": redisURL}
+	if err := verify(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}, &errOut); !errors.Is(err, errDisagree) {
+		t.Errorf("from the environment: %v, want %v", err, errDisagree)
+	}
+}
+
+func TestVerifyClassification(t *testing.T) {
+	seen := map[string]*streamNotice{
+		"same":    {max: 3, events: 3},
+		"lost":    {max: 2, events: 2},
+		"behind":  {max: 4, events: 4},
+		"gap":     {max: 3, events: 2},
+		"newer":   {max: 2, events: 2},
+		"unknown": {max: 1, events: 1},
+	}
+	tracked := map[string]int64{"same": 3, "behind": 2, "gap": 3, "newer": 3, "unrelayed": 1}
+	// Nothing waits in the outbox: a tracker ahead of the stream lost
+	// its events.
+	r := newEventsReport()
+	r.classify(seen, tracked)
+	if r.agreeing != 1 || len(r.missing) != 2 || r.behind["behind"] != [2]int64{2, 4} || r.gaps["gap"].events != 2 ||
+		r.ahead["newer"] != [2]int64{3, 2} || r.ahead["unrelayed"] != [2]int64{1, 0} || r.pending != 0 || r.agree() {
+		t.Errorf("outbox empty: %+v", r)
+	}
+	// Events waiting in the outbox: a tracker ahead may be waiting for
+	// them, and is not judged.
+	r = newEventsReport()
+	r.outbox = 5
+	r.classify(seen, tracked)
+	if r.pending != 2 || len(r.ahead) != 0 || len(r.behind) != 1 || len(r.missing) != 2 {
+		t.Errorf("outbox not empty: %+v", r)
+	}
+	var out strings.Builder
+	r.print(&out, 1)
+	for _, want := range []string{"not compared:   2 notices newer in the tracker", "not tracked:    2 notices\n  lost: on the stream up to version 2, not in the tracker\n  … and 1 more\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}

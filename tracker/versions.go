@@ -1,0 +1,84 @@
+package tracker
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// noticeKeys matches every shard's notice hashes (td:{<shard>}:n:<id>);
+// braces are not special in Redis's patterns.
+const noticeKeys = "td:{*}:n:*"
+
+// Versions calls fn with the id and version of every notice the tracker
+// holds, in no particular order; fn is not called concurrently. It scans
+// the keyspace (on each master of a cluster), a few hundred keys per
+// round trip, so it reads a consistent version of each notice but not a
+// snapshot of all of them: notices created or changed while it runs may
+// or may not be seen, and at either version.
+func (s *Store) Versions(ctx context.Context, fn func(id string, version int64) error) error {
+	var mu sync.Mutex
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, noticeKeys, 500).Iterator()
+		var batch []string
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			cmds := make([]*redis.StringCmd, len(batch))
+			_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, k := range batch {
+					cmds[i] = p.HGet(ctx, k, "v")
+				}
+				return nil
+			})
+			if err != nil && err != redis.Nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i, k := range batch {
+				v, err := cmds[i].Int64()
+				if err == redis.Nil {
+					continue // removed since the scan saw it
+				}
+				if err != nil {
+					return fmt.Errorf("%s: version: %w", k, err)
+				}
+				if err := fn(k[strings.Index(k, "}:n:")+len("}:n:"):], v); err != nil {
+					return err
+				}
+			}
+			batch = batch[:0]
+			return nil
+		}
+		for iter.Next(ctx) {
+			batch = append(batch, iter.Val())
+			if len(batch) == 500 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return flush()
+	}
+	var err error
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, scan)
+	case *redis.Client:
+		err = scan(ctx, c)
+	default:
+		err = fmt.Errorf("a %T cannot be scanned", s.rdb)
+	}
+	if err != nil {
+		return fmt.Errorf("versions: %w", err)
+	}
+	return nil
+}
