@@ -32,7 +32,8 @@ lint:
 fuzz:
 	@for t in FuzzDecodeNotice FuzzDecodeFeedback FuzzDecodeIntake FuzzParseDirectory FuzzAppendJSONString; do \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pipeline/ || exit 1; done
-	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./cmd/takedownd/
+	@for t in FuzzParseConfig FuzzEventID; do \
+	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./cmd/takedownd/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./notifier/signature/
 	@for t in FuzzFeedbackBody FuzzNoticeBody; do \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pipeline/api/ || exit 1; done

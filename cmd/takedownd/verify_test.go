@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -151,4 +153,24 @@ func TestVerifyClassification(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// Message ids on the events stream are read back as <notice id>.<version>;
+// anything else (the pipeline's system events, or a stranger's) is not a
+// notice's event.
+func FuzzEventID(f *testing.F) {
+	for _, s := range []string{"0a7a46d2-831d-5284-8a4b-9428b6a9f074.3", "system.videohost.endpoint_disabled.1764230400000",
+		"0a7a46d2-831d-5284-8a4b-9428b6a9f074.0", "0a7a46d2-831d-5284-8a4b-9428b6a9f074.-1", "0a7a46d2-831d-5284-8a4b-9428b6a9f074", "", ".", "x.1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, v, ok := eventID(s)
+		if !ok {
+			return
+		}
+		n, err := strconv.ParseInt(strings.TrimPrefix(s, id+"."), 10, 64)
+		if !strings.HasPrefix(s, id+".") || uuid.Validate(id) != nil || err != nil || n != v || v < 1 {
+			t.Fatalf("eventID(%q) = %q, %d", s, id, v)
+		}
+	})
 }
