@@ -122,20 +122,25 @@ func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
 
 func TestVerifyClassification(t *testing.T) {
 	seen := map[string]*streamNotice{
-		"same":    {max: 3, events: 3},
-		"lost":    {max: 2, events: 2},
-		"behind":  {max: 4, events: 4},
-		"gap":     {max: 3, events: 2},
-		"newer":   {max: 2, events: 2},
-		"unknown": {max: 1, events: 1},
+		"same":    {max: 3, events: 3, before: 3},
+		"lost":    {max: 2, events: 2, before: 2},
+		"behind":  {max: 4, events: 4, before: 4},
+		"gap":     {max: 3, events: 2, before: 3},
+		"newer":   {max: 2, events: 2, before: 2},
+		"unknown": {max: 1, events: 1, before: 1},
+		// Moved on while the tracker was read: the tracker saw version
+		// 2, the stream had 2 before and 3 after.
+		"moved": {max: 3, events: 3, before: 2},
+		// Created while the tracker was read.
+		"fresh": {max: 1, events: 1},
 	}
-	tracked := map[string]int64{"same": 3, "behind": 2, "gap": 3, "newer": 3, "unrelayed": 1}
+	tracked := map[string]int64{"same": 3, "behind": 2, "gap": 3, "newer": 3, "unrelayed": 1, "moved": 2}
 	// Nothing waits in the outbox: a tracker ahead of the stream lost
 	// its events.
 	r := newEventsReport()
 	r.classify(seen, tracked)
-	if r.agreeing != 1 || len(r.missing) != 2 || r.behind["behind"] != [2]int64{2, 4} || r.gaps["gap"].events != 2 ||
-		r.ahead["newer"] != [2]int64{3, 2} || r.ahead["unrelayed"] != [2]int64{1, 0} || r.pending != 0 || r.agree() {
+	if r.agreeing != 2 || len(r.missing) != 2 || r.behind["behind"] != [2]int64{2, 4} || r.gaps["gap"].events != 2 ||
+		r.ahead["newer"] != [2]int64{3, 2} || r.ahead["unrelayed"] != [2]int64{1, 0} || r.pending != 1 || r.agree() {
 		t.Errorf("outbox empty: %+v", r)
 	}
 	// Events waiting in the outbox: a tracker ahead may be waiting for
@@ -143,12 +148,12 @@ func TestVerifyClassification(t *testing.T) {
 	r = newEventsReport()
 	r.outbox = 5
 	r.classify(seen, tracked)
-	if r.pending != 2 || len(r.ahead) != 0 || len(r.behind) != 1 || len(r.missing) != 2 {
+	if r.pending != 3 || len(r.ahead) != 0 || len(r.behind) != 1 || len(r.missing) != 2 {
 		t.Errorf("outbox not empty: %+v", r)
 	}
 	var out strings.Builder
 	r.print(&out, 1)
-	for _, want := range []string{"not compared:   2 notices newer in the tracker", "not tracked:    2 notices\n  lost: on the stream up to version 2, not in the tracker\n  … and 1 more\n"} {
+	for _, want := range []string{"not compared:   3 notices that changed while compared", "not tracked:    2 notices\n  lost: on the stream up to version 2, not in the tracker\n  … and 1 more\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
