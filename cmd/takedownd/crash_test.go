@@ -269,6 +269,21 @@ providers:
 		proc.checkRaces(t)
 		t.Logf("kill %d: tracked %v, %d events not yet relayed", k+1, c.ByState, c.Outbox)
 		proc = startProcess(t, httpAddr, args)
+		if k == 1 {
+			// takedownd verify on the running pipeline, notices flowing:
+			// nothing was lost, so whatever is in flight must not look
+			// like a disagreement.
+			rep, err := compareEvents(ctx, issuer, "TAKEDOWN_EVENTS", store)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			rep.print(&out, 20)
+			if !rep.agree() {
+				t.Errorf("verify while notices flow:\n%s", out.String())
+			}
+			t.Logf("verify while notices flow:\n%s", out.String())
+		}
 	}
 	select {
 	case err := <-submitted:

@@ -133,9 +133,9 @@ func (r *eventsReport) agree() bool {
 }
 
 // compareEvents reads the events stream up to its last message, then the
-// tracker's versions, then the stream's newer events once more, so that a
-// running pipeline's progress during the comparison is not mistaken for a
-// disagreement.
+// tracker's versions and the outbox's length, then the stream's newer
+// events, so that a running pipeline's progress during the comparison is
+// not mistaken for a disagreement.
 func compareEvents(ctx context.Context, js jetstream.JetStream, stream string, store *tracker.Store) (*eventsReport, error) {
 	r := newEventsReport()
 	seen := map[string]*streamNotice{}
@@ -166,15 +166,18 @@ func compareEvents(ctx context.Context, js jetstream.JetStream, stream string, s
 	if err := store.Versions(ctx, func(id string, v int64) error { tracked[id] = v; return nil }); err != nil {
 		return nil, err
 	}
-	// Events the pipeline relayed while the tracker was read.
-	if err := read(r.lastSeq+1, false); err != nil {
-		return nil, err
-	}
+	// The outbox's length before the second read: when it is empty, the
+	// events of every version the tracker showed are on the stream by
+	// then (the relay trims an event only once the stream holds it).
 	c, err := store.Counts(ctx)
 	if err != nil {
 		return nil, err
 	}
 	r.outbox = c.Outbox
+	// Events the pipeline relayed while the tracker was read.
+	if err := read(r.lastSeq+1, false); err != nil {
+		return nil, err
+	}
 	r.classify(seen, tracked)
 	return r, nil
 }
