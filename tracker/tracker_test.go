@@ -470,4 +470,20 @@ func TestVersionsListsEveryNoticeOnce(t *testing.T) {
 	if err := st.Versions(ctx, func(string, int64) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("fn's error: got %v, want it returned", err)
 	}
+	ids := []string{pipeline.NoticeID("de-bka", "no-such-notice")}
+	for id := range want {
+		ids = append(ids, id)
+	}
+	created, err := st.CreatedAt(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(created) != len(want) {
+		t.Fatalf("created times of %d notices, want %d", len(created), len(want))
+	}
+	for id, at := range created {
+		if !at.Equal(t0) {
+			t.Errorf("notice %s created %s, want %s", id, at, t0)
+		}
+	}
 }

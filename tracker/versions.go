@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -81,4 +82,34 @@ func (s *Store) Versions(ctx context.Context, fn func(id string, version int64) 
 		return fmt.Errorf("versions: %w", err)
 	}
 	return nil
+}
+
+// CreatedAt reads when each of ids was created, a few hundred per round
+// trip; ids the tracker does not hold are left out.
+func (s *Store) CreatedAt(ctx context.Context, ids []string) (map[string]time.Time, error) {
+	out := make(map[string]time.Time, len(ids))
+	for start := 0; start < len(ids); start += 500 {
+		batch := ids[start:min(start+500, len(ids))]
+		cmds := make([]*redis.StringCmd, len(batch))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range batch {
+				cmds[i] = p.HGet(ctx, s.keysFor(id).notice(id), "created")
+			}
+			return nil
+		})
+		if err != nil && err != redis.Nil {
+			return nil, fmt.Errorf("created: %w", err)
+		}
+		for i, id := range batch {
+			ms, err := cmds[i].Int64()
+			if err == redis.Nil {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("created %s: %w", id, err)
+			}
+			out[id] = time.UnixMilli(ms).UTC()
+		}
+	}
+	return out, nil
 }

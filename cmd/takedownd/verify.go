@@ -122,6 +122,12 @@ type eventsReport struct {
 	// while events wait in the outbox.
 	pending int
 	skipped int // events whose id is not <notice id>.<version>
+	// streamFrom is the time of the stream's first message when its age
+	// limit has removed events from its head, else zero; aged counts
+	// notices created before it, whose early events are gone for that
+	// reason.
+	streamFrom time.Time
+	aged       int
 }
 
 func newEventsReport() *eventsReport {
@@ -140,7 +146,7 @@ func compareEvents(ctx context.Context, js jetstream.JetStream, stream string, s
 	r := newEventsReport()
 	seen := map[string]*streamNotice{}
 	read := func(from uint64, beforeTracker bool) error {
-		n, last, skipped, err := readEventIDs(ctx, js, stream, from, func(id string, v int64) {
+		n, last, head, skipped, err := readEventIDs(ctx, js, stream, from, func(id string, v int64) {
 			s := seen[id]
 			if s == nil {
 				s = &streamNotice{}
@@ -154,6 +160,9 @@ func compareEvents(ctx context.Context, js jetstream.JetStream, stream string, s
 		})
 		r.stream += n
 		r.skipped += skipped
+		if beforeTracker {
+			r.streamFrom = head
+		}
 		if last > r.lastSeq {
 			r.lastSeq = last
 		}
@@ -179,7 +188,39 @@ func compareEvents(ctx context.Context, js jetstream.JetStream, stream string, s
 		return nil, err
 	}
 	r.classify(seen, tracked)
+	if err := r.setAsideAged(func(ids []string) (map[string]time.Time, error) { return store.CreatedAt(ctx, ids) }); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// setAsideAged takes out of the disagreements the notices created before
+// the stream's first message, when the stream's age limit has removed
+// events from its head: their early events, or all of them, are gone for
+// that reason, not lost.
+func (r *eventsReport) setAsideAged(created func(ids []string) (map[string]time.Time, error)) error {
+	if r.streamFrom.IsZero() || len(r.gaps)+len(r.ahead) == 0 {
+		return nil
+	}
+	var ids []string
+	for id := range r.gaps {
+		ids = append(ids, id)
+	}
+	for id := range r.ahead {
+		ids = append(ids, id)
+	}
+	at, err := created(ids)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if c, ok := at[id]; ok && c.Before(r.streamFrom) {
+			delete(r.gaps, id)
+			delete(r.ahead, id)
+			r.aged++
+		}
+	}
+	return nil
 }
 
 // classify sorts notices into agreeing and each kind of disagreement,
@@ -222,36 +263,42 @@ func (r *eventsReport) classify(seen map[string]*streamNotice, tracked map[strin
 // readEventIDs reads the ids of the stream's events from sequence from to
 // the stream's last message now (headers only), calling fn with the
 // notice id and version of each.
-func readEventIDs(ctx context.Context, js jetstream.JetStream, stream string, from uint64, fn func(id string, v int64)) (n, last uint64, skipped int, err error) {
+func readEventIDs(ctx context.Context, js jetstream.JetStream, stream string, from uint64, fn func(id string, v int64)) (n, last uint64, head time.Time, skipped int, err error) {
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("events stream %s: %w", stream, err)
+		return 0, 0, time.Time{}, 0, fmt.Errorf("events stream %s: %w", stream, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("events stream %s: %w", stream, err)
+		return 0, 0, time.Time{}, 0, fmt.Errorf("events stream %s: %w", stream, err)
 	}
 	last = info.State.LastSeq
+	// Events gone from the head of a stream whose first message is
+	// nearly as old as its age limit were removed by that limit (an
+	// operator's deletions or purges are not).
+	if maxAge := info.Config.MaxAge; info.State.FirstSeq > 1 && maxAge > 0 && time.Since(info.State.FirstTime) > maxAge-24*time.Hour {
+		head = info.State.FirstTime
+	}
 	if info.State.Msgs == 0 || last < from {
-		return 0, last, 0, nil
+		return 0, last, head, 0, nil
 	}
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(from, info.State.FirstSeq), HeadersOnly: true,
 	})
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("events stream %s: %w", stream, err)
+		return 0, 0, time.Time{}, 0, fmt.Errorf("events stream %s: %w", stream, err)
 	}
 	for {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return n, last, skipped, fmt.Errorf("read %s: %w", stream, err)
+			return n, last, head, skipped, fmt.Errorf("read %s: %w", stream, err)
 		}
 		got := 0
 		for m := range batch.Messages() {
 			got++
 			meta, err := m.Metadata()
 			if err != nil {
-				return n, last, skipped, fmt.Errorf("read %s: %w", stream, err)
+				return n, last, head, skipped, fmt.Errorf("read %s: %w", stream, err)
 			}
 			n++
 			id, v, ok := eventID(m.Headers().Get(jetstream.MsgIDHeader))
@@ -261,14 +308,14 @@ func readEventIDs(ctx context.Context, js jetstream.JetStream, stream string, fr
 				skipped++ // the pipeline's own system events
 			}
 			if meta.Sequence.Stream >= last {
-				return n, last, skipped, nil
+				return n, last, head, skipped, nil
 			}
 		}
 		if err := batch.Error(); err != nil {
-			return n, last, skipped, fmt.Errorf("read %s: %w", stream, err)
+			return n, last, head, skipped, fmt.Errorf("read %s: %w", stream, err)
 		}
 		if got == 0 {
-			return n, last, skipped, fmt.Errorf("read %s: no message after %d of %d (messages removed while reading?)", stream, n, last)
+			return n, last, head, skipped, fmt.Errorf("read %s: no message after %d of %d (messages removed while reading?)", stream, n, last)
 		}
 	}
 }
@@ -321,6 +368,9 @@ func (r *eventsReport) print(w io.Writer, list int) {
 			emit(fmt.Sprintf("%s: tracker at version %d, the stream at %d, nothing waiting to be relayed", id, vs[0], vs[1]))
 		}
 	})
+	if r.aged > 0 {
+		fmt.Fprintf(w, "%-16s%d notices created before the stream's first event (%s), whose early events its age limit removed\n", "older:", r.aged, r.streamFrom.UTC().Format(time.RFC3339))
+	}
 	if r.skipped > 0 {
 		fmt.Fprintf(w, "(%d system events, not of a notice, not compared)\n", r.skipped)
 	}

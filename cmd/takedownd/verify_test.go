@@ -58,35 +58,34 @@ func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
 		t.Fatalf("untouched pipeline: %v\n%s", err, out)
 	}
 
-	// A create lost from Redis, a transition lost from Redis, an event
-	// lost from the stream, and a transition whose event never came.
-	noticeKey := func(id string) string { return fmt.Sprintf("td:{%d}:n:%s", tracker.ShardOf(id, 16), id) }
-	if err := rdb.Del(ctx, noticeKey(ids[0])).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := rdb.HSet(ctx, noticeKey(ids[1]), "v", 1).Err(); err != nil {
-		t.Fatal(err)
-	}
+	// An event lost from the stream — the stream's first, which is not
+	// its age limit at work —, a create lost from Redis, a transition
+	// lost from Redis, and a transition whose event never came.
 	st, err := js.Stream(ctx, "TAKEDOWN_EVENTS")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gap, ahead := ids[5], ids[4]
-	deleted := false
-	for seq := uint64(1); seq <= 12 && !deleted; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m.Header.Get(jetstream.MsgIDHeader) == gap+".1" {
-			if err := st.DeleteMsg(ctx, seq); err != nil {
-				t.Fatal(err)
-			}
-			deleted = true
+	first, err := st.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gap, _, _ := eventID(first.Header.Get(jetstream.MsgIDHeader))
+	if err := st.DeleteMsg(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	var others []string
+	for _, id := range ids {
+		if id != gap {
+			others = append(others, id)
 		}
 	}
-	if !deleted {
-		t.Fatalf("no received event of %s on the stream", gap)
+	lost, behind, ahead := others[0], others[1], others[2]
+	noticeKey := func(id string) string { return fmt.Sprintf("td:{%d}:n:%s", tracker.ShardOf(id, 16), id) }
+	if err := rdb.Del(ctx, noticeKey(lost)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, noticeKey(behind), "v", 1).Err(); err != nil {
+		t.Fatal(err)
 	}
 	if err := rdb.HIncrBy(ctx, noticeKey(ahead), "v", 1).Err(); err != nil {
 		t.Fatal(err)
@@ -97,8 +96,8 @@ func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
 		t.Fatalf("damaged: error %v, want %v\n%s", err, errDisagree, out)
 	}
 	for _, want := range []string{
-		"not tracked:    1 notices\n  " + ids[0] + ": on the stream up to version 2, not in the tracker",
-		"tracker behind: 1 notices\n  " + ids[1] + ": tracker at version 1, the stream at 2",
+		"not tracked:    1 notices\n  " + lost + ": on the stream up to version 2, not in the tracker",
+		"tracker behind: 1 notices\n  " + behind + ": tracker at version 1, the stream at 2",
 		"  " + gap + ": 1 events on the stream up to version 2",
 		"  " + ahead + ": tracker at version 3, the stream at 2, nothing waiting to be relayed",
 		"events missing: 2 notices",
@@ -178,4 +177,39 @@ func FuzzEventID(f *testing.F) {
 			t.Fatalf("eventID(%q) = %q, %d", s, id, v)
 		}
 	})
+}
+
+// Once the stream's age limit removes events from its head, notices
+// created before its first message are not reported for the events they
+// lost that way; younger ones still are.
+func TestVerifySetsAsideNoticesOlderThanTheStream(t *testing.T) {
+	from := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	r := newEventsReport()
+	r.gaps["old-gap"] = streamNotice{max: 4, events: 2, before: 4}
+	r.gaps["young-gap"] = streamNotice{max: 4, events: 2, before: 4}
+	r.ahead["old-gone"] = [2]int64{5, 0}
+	r.ahead["young-gone"] = [2]int64{5, 0}
+	created := map[string]time.Time{"old-gap": from.Add(-time.Hour), "old-gone": from.AddDate(0, -1, 0), "young-gap": from.Add(time.Hour), "young-gone": from.Add(time.Minute)}
+	lookup := func(ids []string) (map[string]time.Time, error) {
+		if len(ids) != 4 {
+			t.Errorf("looked up %v, want the four disagreeing notices", ids)
+		}
+		return created, nil
+	}
+	// A stream that has lost nothing from its head sets nothing aside.
+	if err := r.setAsideAged(lookup); err != nil || r.aged != 0 || len(r.gaps) != 2 || len(r.ahead) != 2 {
+		t.Fatalf("whole stream: aged %d, gaps %v, ahead %v (%v)", r.aged, r.gaps, r.ahead, err)
+	}
+	r.streamFrom = from
+	if err := r.setAsideAged(lookup); err != nil {
+		t.Fatal(err)
+	}
+	if r.aged != 2 || len(r.gaps) != 1 || len(r.ahead) != 1 || r.gaps["young-gap"].max != 4 || r.ahead["young-gone"][0] != 5 {
+		t.Errorf("aged %d, gaps %v, ahead %v", r.aged, r.gaps, r.ahead)
+	}
+	var out strings.Builder
+	r.print(&out, 20)
+	if !strings.Contains(out.String(), "older:          2 notices created before the stream's first event (2026-06-01T00:00:00Z)") {
+		t.Errorf("report:\n%s", out.String())
+	}
 }
