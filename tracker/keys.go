@@ -3,6 +3,7 @@ package tracker
 import (
 	"encoding/binary"
 	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -12,7 +13,13 @@ type keys struct{ prefix string }
 
 func shardKeys(shard int) keys { return keys{prefix: "td:{" + strconv.Itoa(shard) + "}:"} }
 
-func (k keys) notice(id string) string           { return k.prefix + "n:" + id }
+func (k keys) notice(id string) string { return k.prefix + "n:" + id }
+
+// allNotices matches every shard's notice hashes (braces are not special
+// in Redis's patterns); noticeID is the id in such a key.
+const allNotices = "td:{*}:n:*"
+
+func noticeID(key string) string                 { return key[strings.Index(key, "}:n:")+len("}:n:"):] }
 func (k keys) due() string                       { return k.prefix + "due" }
 func (k keys) deadline() string                  { return k.prefix + "deadline" }
 func (k keys) outbox() string                    { return k.prefix + "outbox" }

@@ -3,16 +3,11 @@ package tracker
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
-
-// noticeKeys matches every shard's notice hashes (td:{<shard>}:n:<id>);
-// braces are not special in Redis's patterns.
-const noticeKeys = "td:{*}:n:*"
 
 // Versions calls fn with the id and version of every notice the tracker
 // holds, in no particular order; fn is not called concurrently. It scans
@@ -23,7 +18,7 @@ const noticeKeys = "td:{*}:n:*"
 func (s *Store) Versions(ctx context.Context, fn func(id string, version int64) error) error {
 	var mu sync.Mutex
 	scan := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, noticeKeys, 500).Iterator()
+		iter := c.Scan(ctx, 0, allNotices, 500).Iterator()
 		var batch []string
 		flush := func() error {
 			if len(batch) == 0 {
@@ -49,7 +44,7 @@ func (s *Store) Versions(ctx context.Context, fn func(id string, version int64) 
 				if err != nil {
 					return fmt.Errorf("%s: version: %w", k, err)
 				}
-				if err := fn(k[strings.Index(k, "}:n:")+len("}:n:"):], v); err != nil {
+				if err := fn(noticeID(k), v); err != nil {
 					return err
 				}
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/takedown-eu/takedown/pipeline/bus"
 	"github.com/takedown-eu/takedown/tracker"
 )
 
@@ -85,7 +86,7 @@ Flags:
 	if err != nil {
 		return err
 	}
-	rep, err := compareEvents(ctx, js, strings.ToUpper(*prefix)+"_EVENTS", store)
+	rep, err := compareEvents(ctx, js, bus.StreamName(*prefix, bus.Events), store)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ import (
 
 	"github.com/takedown-eu/takedown/notifier/signature"
 	"github.com/takedown-eu/takedown/pipeline"
+	"github.com/takedown-eu/takedown/pipeline/bus"
 )
 
 // Behaviour is how a simulated provider answers.
@@ -172,7 +173,7 @@ func (s *Sim) answer(ctx context.Context, p Provider, id string, k pipeline.Kind
 }
 
 func (s *Sim) runProvider(ctx context.Context, p Provider) error {
-	stream := strings.ToUpper(s.Prefix) + "_DELIVER"
+	stream := bus.StreamName(s.Prefix, bus.Deliver)
 	cons, err := s.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: "provider-" + p.ID, FilterSubject: s.Prefix + ".deliver." + p.ID,
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: 20,

@@ -140,7 +140,11 @@ func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 func (b *Bus) Prefix() string { return b.cfg.Prefix }
 
 // StreamName is the JetStream name of s, such as TAKEDOWN_INTAKE.
-func (b *Bus) StreamName(s Stream) string { return strings.ToUpper(b.cfg.Prefix) + "_" + string(s) }
+func (b *Bus) StreamName(s Stream) string { return StreamName(b.cfg.Prefix, s) }
+
+// StreamName is the name of stream s under subject prefix: the prefix in
+// upper case, an underscore, the stream's kind.
+func StreamName(prefix string, s Stream) string { return strings.ToUpper(prefix) + "_" + string(s) }
 
 func (b *Bus) subject(tokens ...string) string {
 	return b.cfg.Prefix + "." + strings.Join(tokens, ".")
