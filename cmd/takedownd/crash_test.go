@@ -308,7 +308,7 @@ providers:
 		}
 	}
 
-	events := streamMessages(t, issuer, "TAKEDOWN_EVENTS")
+	events := testenv.StreamMessages(t, issuer, "TAKEDOWN_EVENTS", "")
 	deliveredAt := map[string]time.Time{}
 	versions := map[string][]int64{}
 	types := map[string][]string{}
@@ -341,7 +341,7 @@ providers:
 	// notice: when the deliver stream first stored it, even when the
 	// process died before recording that and took the attempt again.
 	firstStored := map[string]time.Time{}
-	for _, m := range streamMessages(t, issuer, "TAKEDOWN_DELIVER") {
+	for _, m := range testenv.StreamMessages(t, issuer, "TAKEDOWN_DELIVER", "") {
 		id := m.Headers().Get("Takedown-Notice-Id")
 		meta, err := m.Metadata()
 		if err != nil {
@@ -385,7 +385,7 @@ providers:
 	for _, name := range []string{"TAKEDOWN_INTAKE", "TAKEDOWN_FEEDBACK"} {
 		testenv.WaitFor(t, 30*time.Second, name+" empty", func() bool { return streamInfo(t, issuer, name).State.Msgs == 0 })
 	}
-	for _, m := range streamMessages(t, issuer, "TAKEDOWN_PARKED") {
+	for _, m := range testenv.StreamMessages(t, issuer, "TAKEDOWN_PARKED", "") {
 		t.Errorf("parked: %s %s: %s", m.Subject(), m.Headers().Get("Takedown-Park-Reason"), m.Headers().Get("Takedown-Park-Detail"))
 	}
 	// takedownd verify, which operators run after an incident, finds the
@@ -424,37 +424,4 @@ func streamInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.St
 		t.Fatal(err)
 	}
 	return info
-}
-
-// streamMessages reads every message of a stream with limits retention.
-func streamMessages(t *testing.T, js jetstream.JetStream, name string) []jetstream.Msg {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	total := int(streamInfo(t, js, name).State.Msgs)
-	if total == 0 {
-		return nil
-	}
-	cons, err := js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []jetstream.Msg
-	for len(out) < total {
-		batch, err := cons.Fetch(total-len(out), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := len(out)
-		for m := range batch.Messages() {
-			out = append(out, m)
-		}
-		if err := batch.Error(); err != nil {
-			t.Fatalf("read %s: %v", name, err)
-		}
-		if len(out) == n {
-			t.Fatalf("read %s: %d of %d messages", name, n, total)
-		}
-	}
-	return out
 }

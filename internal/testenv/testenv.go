@@ -199,3 +199,40 @@ func WaitFor(tb testing.TB, timeout time.Duration, msg string, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// StreamMessages reads every message of a stream with limits retention
+// now, or those on subjects matching filter ("" for all).
+func StreamMessages(tb testing.TB, js jetstream.JetStream, stream, filter string) []jetstream.Msg {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var cfg jetstream.OrderedConsumerConfig
+	if filter != "" {
+		cfg.FilterSubjects = []string{filter}
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []jetstream.Msg
+	pending := int(info.NumPending)
+	for len(out) < pending {
+		batch, err := cons.Fetch(pending-len(out), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			out = append(out, m)
+			n++
+		}
+		if n == 0 {
+			tb.Fatalf("stream %s: fetched %d of %d", stream, len(out), pending)
+		}
+	}
+	return out
+}

@@ -214,32 +214,7 @@ func (h *harness) parkedMsgs(filter string, n int) []jetstream.Msg {
 
 func (h *harness) streamMsgs(s bus.Stream, filter string) []jetstream.Msg {
 	h.t.Helper()
-	ctx := context.Background()
-	cons, err := h.js.OrderedConsumer(ctx, h.bus.StreamName(s), jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var out []jetstream.Msg
-	pending := int(info.NumPending)
-	for len(out) < pending {
-		batch, err := cons.Fetch(pending-len(out), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			out = append(out, m)
-			n++
-		}
-		if n == 0 {
-			h.t.Fatalf("stream %s: fetched %d of %d", s, len(out), pending)
-		}
-	}
-	return out
+	return testenv.StreamMessages(h.t, h.js, h.bus.StreamName(s), filter)
 }
 
 // events returns the relayed events of one notice, in stream order.
