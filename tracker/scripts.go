@@ -15,6 +15,8 @@ var scriptFS embed.FS
 // scripts holds one loaded script per transition.
 type scripts struct {
 	create, deliver, attempt, acknowledge, remove, block, resume, decline, withdraw, fail, replay, followup, claim *redis.Script
+	// restore writes a notice rebuilt from its events.
+	restore *redis.Script
 	// Relay lease scripts.
 	renew, release *redis.Script
 }
@@ -35,6 +37,7 @@ func loadScripts() scripts {
 		fail:        withPrelude("fail.lua"),
 		replay:      withPrelude("replay.lua"),
 		followup:    withPrelude("followup.lua"),
+		restore:     withPrelude("restore.lua"),
 		claim:       redis.NewScript(mustRead("claim.lua")),
 		renew:       redis.NewScript(mustRead("lease_renew.lua")),
 		release:     redis.NewScript(mustRead("lease_release.lua")),
