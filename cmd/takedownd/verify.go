@@ -34,6 +34,7 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 	prefix := fs.String("subject-prefix", "takedown", "NATS subject prefix")
 	shards := fs.Int("shards", 16, "Redis hash-tag shards, as takedownd runs with (for the outbox's length)")
 	list := fs.Int("list", 20, "notices listed for each kind of disagreement")
+	doRepair := fs.Bool("repair", false, "restore the notices the tracker does not hold, or holds at an older version, from their events")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: takedownd verify -nats-url URL [-redis-url URL]
 
@@ -43,8 +44,17 @@ that the tracker does not hold or holds at an older version (transitions
 lost from Redis, for instance by a crash of its host or a restore from an
 older backup), and notices whose events are missing from the stream.
 Reads only; run it against the live system or a restored one. Exit
-status 1 when they disagree. Flags fall back to takedownd's environment
-variables (TAKEDOWN_NATS_URL, TAKEDOWN_REDIS_URL, …).
+status 1 when they disagree.
+
+With -repair it then rebuilds each notice the tracker does not hold, or
+holds at an older version, from its events on the stream and writes it
+back (state, deadlines, indexes, counters, body and timeline; no event
+is recorded), unless the notice moved on since it was compared. Run it
+right after Redis lost data, before takedownd works on the notices
+again. Exit status 0 when everything agrees afterwards.
+
+Flags fall back to takedownd's environment variables
+(TAKEDOWN_NATS_URL, TAKEDOWN_REDIS_URL, …).
 
 Flags:
 `)
@@ -86,12 +96,24 @@ Flags:
 	if err != nil {
 		return err
 	}
-	rep, err := compareEvents(ctx, js, bus.StreamName(*prefix, bus.Events), store)
+	stream := bus.StreamName(*prefix, bus.Events)
+	rep, err := compareEvents(ctx, js, stream, store)
 	if err != nil {
 		return err
 	}
 	rep.print(stdout, *list)
-	if !rep.agree() {
+	if rep.agree() {
+		return nil
+	}
+	if !*doRepair {
+		return errDisagree
+	}
+	rp, err := repair(ctx, js, stream, store, rep, time.Now())
+	rp.print(stdout, *list)
+	if err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
+	if !rp.repaired() || len(rep.gaps)+len(rep.ahead) > 0 {
 		return errDisagree
 	}
 	return nil
@@ -104,6 +126,7 @@ type streamNotice struct {
 	// before is the highest version on the stream before the tracker
 	// was read (0: the notice's events all came after).
 	before int64
+	first  uint64 // stream sequence of its first event
 }
 
 // eventsReport is the outcome of a comparison.
@@ -129,10 +152,13 @@ type eventsReport struct {
 	// reason.
 	streamFrom time.Time
 	aged       int
+	// first is the stream sequence of the first event of each notice
+	// not tracked or behind: where repair starts reading.
+	first map[string]uint64
 }
 
 func newEventsReport() *eventsReport {
-	return &eventsReport{missing: map[string]int64{}, behind: map[string][2]int64{}, ahead: map[string][2]int64{}, gaps: map[string]streamNotice{}}
+	return &eventsReport{missing: map[string]int64{}, behind: map[string][2]int64{}, ahead: map[string][2]int64{}, gaps: map[string]streamNotice{}, first: map[string]uint64{}}
 }
 
 func (r *eventsReport) agree() bool {
@@ -147,10 +173,10 @@ func compareEvents(ctx context.Context, js jetstream.JetStream, stream string, s
 	r := newEventsReport()
 	seen := map[string]*streamNotice{}
 	read := func(from uint64, beforeTracker bool) error {
-		n, last, head, skipped, err := readEventIDs(ctx, js, stream, from, func(id string, v int64) {
+		n, last, head, skipped, err := readEventIDs(ctx, js, stream, from, func(id string, v int64, seq uint64) {
 			s := seen[id]
 			if s == nil {
-				s = &streamNotice{}
+				s = &streamNotice{first: seq}
 				seen[id] = s
 			}
 			s.max = max(s.max, v)
@@ -238,8 +264,10 @@ func (r *eventsReport) classify(seen map[string]*streamNotice, tracked map[strin
 			r.pending++ // created while the tracker was read
 		case !ok:
 			r.missing[id] = s.before
+			r.first[id] = s.first
 		case v < s.before:
 			r.behind[id] = [2]int64{v, s.before}
+			r.first[id] = s.first
 		case s.events < s.max:
 			r.gaps[id] = *s
 		case v > s.max && r.outbox > 0:
@@ -263,60 +291,78 @@ func (r *eventsReport) classify(seen map[string]*streamNotice, tracked map[strin
 
 // readEventIDs reads the ids of the stream's events from sequence from to
 // the stream's last message now (headers only), calling fn with the
-// notice id and version of each.
-func readEventIDs(ctx context.Context, js jetstream.JetStream, stream string, from uint64, fn func(id string, v int64)) (n, last uint64, head time.Time, skipped int, err error) {
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, 0, time.Time{}, 0, fmt.Errorf("events stream %s: %w", stream, err)
+// notice id, version and stream sequence of each.
+func readEventIDs(ctx context.Context, js jetstream.JetStream, stream string, from uint64, fn func(id string, v int64, seq uint64)) (n, last uint64, head time.Time, skipped int, err error) {
+	info, err := scanStream(ctx, js, stream, from, true, func(m jetstream.Msg, seq uint64) error {
+		n++
+		if id, v, ok := eventID(m.Headers().Get(jetstream.MsgIDHeader)); ok {
+			fn(id, v, seq)
+		} else {
+			skipped++ // the pipeline's own system events
+		}
+		return nil
+	})
+	if info == nil {
+		return n, 0, time.Time{}, skipped, err
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, 0, time.Time{}, 0, fmt.Errorf("events stream %s: %w", stream, err)
-	}
-	last = info.State.LastSeq
 	// Events gone from the head of a stream whose first message is
 	// nearly as old as its age limit were removed by that limit (an
 	// operator's deletions or purges are not).
 	if maxAge := info.Config.MaxAge; info.State.FirstSeq > 1 && maxAge > 0 && time.Since(info.State.FirstTime) > maxAge-24*time.Hour {
 		head = info.State.FirstTime
 	}
+	return n, info.State.LastSeq, head, skipped, err
+}
+
+// scanStream calls fn with each message of stream from sequence from to
+// the stream's last message when the scan starts (only their headers if
+// headersOnly), and returns the stream's information as it was then (nil
+// if it could not be read).
+func scanStream(ctx context.Context, js jetstream.JetStream, stream string, from uint64, headersOnly bool, fn func(m jetstream.Msg, seq uint64) error) (*jetstream.StreamInfo, error) {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("events stream %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("events stream %s: %w", stream, err)
+	}
+	last := info.State.LastSeq
 	if info.State.Msgs == 0 || last < from {
-		return 0, last, head, 0, nil
+		return info, nil
 	}
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(from, info.State.FirstSeq), HeadersOnly: true,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(from, info.State.FirstSeq), HeadersOnly: headersOnly,
 	})
 	if err != nil {
-		return 0, 0, time.Time{}, 0, fmt.Errorf("events stream %s: %w", stream, err)
+		return info, fmt.Errorf("events stream %s: %w", stream, err)
 	}
+	var n int
 	for {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return n, last, head, skipped, fmt.Errorf("read %s: %w", stream, err)
+			return info, fmt.Errorf("read %s: %w", stream, err)
 		}
 		got := 0
 		for m := range batch.Messages() {
 			got++
+			n++
 			meta, err := m.Metadata()
 			if err != nil {
-				return n, last, head, skipped, fmt.Errorf("read %s: %w", stream, err)
+				return info, fmt.Errorf("read %s: %w", stream, err)
 			}
-			n++
-			id, v, ok := eventID(m.Headers().Get(jetstream.MsgIDHeader))
-			if ok {
-				fn(id, v)
-			} else {
-				skipped++ // the pipeline's own system events
+			if err := fn(m, meta.Sequence.Stream); err != nil {
+				return info, err
 			}
 			if meta.Sequence.Stream >= last {
-				return n, last, head, skipped, nil
+				return info, nil
 			}
 		}
 		if err := batch.Error(); err != nil {
-			return n, last, head, skipped, fmt.Errorf("read %s: %w", stream, err)
+			return info, fmt.Errorf("read %s: %w", stream, err)
 		}
 		if got == 0 {
-			return n, last, head, skipped, fmt.Errorf("read %s: no message after %d of %d (messages removed while reading?)", stream, n, last)
+			return info, fmt.Errorf("read %s: no message after %d up to sequence %d (messages removed while reading?)", stream, n, last)
 		}
 	}
 }

@@ -48,9 +48,9 @@ func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
 		c, err := store.Counts(ctx)
 		return err == nil && c.ByState[pipeline.StateDelivered] == 6 && c.Outbox == 0
 	})
-	run := func() (string, error) {
+	run := func(extra ...string) (string, error) {
 		var out, errOut bytes.Buffer
-		err := verify(ctx, []string{"-nats-url", d.natsURL, "-redis-url", redisURL}, func(string) string { return "" }, &out, &errOut)
+		err := verify(ctx, append([]string{"-nats-url", d.natsURL, "-redis-url", redisURL}, extra...), func(string) string { return "" }, &out, &errOut)
 		return out.String(), err
 	}
 	out, err := run()
@@ -106,6 +106,33 @@ func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
+	}
+
+	// -repair restores the notice Redis lost and the one it holds at an
+	// older version from their events; the events missing from the
+	// stream it cannot mend, so the exit status stays 1.
+	out, err = run("-repair")
+	if !errors.Is(err, errDisagree) {
+		t.Fatalf("repair: error %v, want %v (events still missing)\n%s", err, errDisagree, out)
+	}
+	for _, want := range []string{
+		"restored:       2 notices, from their events",
+		"  " + lost + ": restored at version 2",
+		"  " + behind + ": version 1 → 2",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("repair report lacks %q:\n%s", want, out)
+		}
+	}
+	for _, id := range []string{lost, behind} {
+		rec, err := store.Get(ctx, id)
+		if err != nil || rec.Version != 2 || rec.State != pipeline.StateDelivered || rec.DeliveredAt.IsZero() || len(rec.Body) == 0 {
+			t.Errorf("%s after repair: %+v, %v", id, rec, err)
+		}
+	}
+	out, err = run()
+	if !errors.Is(err, errDisagree) || !strings.Contains(out, "agreeing:       4 notices") || !strings.Contains(out, "not tracked:    0 notices") || !strings.Contains(out, "tracker behind: 0 notices") {
+		t.Errorf("after repair: %v\n%s", err, out)
 	}
 
 	var errOut bytes.Buffer
@@ -211,5 +238,115 @@ func TestVerifySetsAsideNoticesOlderThanTheStream(t *testing.T) {
 	r.print(&out, 20)
 	if !strings.Contains(out.String(), "older:          2 notices created before the stream's first event (2026-06-01T00:00:00Z)") {
 		t.Errorf("report:\n%s", out.String())
+	}
+}
+
+// Redis loses everything under a running takedownd (its disk is gone, or
+// it came back from an empty backup): verify -repair restores every
+// notice from the events stream, and the pipeline carries on with them —
+// their answers apply, at the next versions, and the stream and the
+// tracker agree afterwards.
+func TestRepairAfterRedisLostItsData(t *testing.T) {
+	rdb := testenv.Redis(t)
+	redisURL := "redis://" + rdb.Options().Addr + "/0"
+	d := startDaemon(t, "-redis-url", redisURL)
+	ctx := context.Background()
+	js, err := jetstream.New(testenv.Connect(t, d.natsURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := tracker.New(rdb, tracker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := func(id string, typ pipeline.FeedbackType) {
+		t.Helper()
+		now := time.Now().UTC()
+		f := pipeline.Feedback{Schema: pipeline.FeedbackSchema, NoticeID: id, Provider: "videohost", Type: typ}
+		if typ == pipeline.FeedbackRemoved {
+			f.ActionAt = &now
+		}
+		m := nats.NewMsg("takedown.feedback.videohost")
+		m.Data = testenv.JSON(f)
+		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id+"."+string(typ))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	for i := range 6 {
+		n := testenv.Notice("de-bka", fmt.Sprintf("REPAIR-%d", i), "videohost", pipeline.KindRemovalOrder)
+		m := nats.NewMsg("takedown.intake.de-bka")
+		m.Data = testenv.JSON(n)
+		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(n.ID())); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, n.ID())
+	}
+	settled := func(what string, want map[pipeline.State]int64) {
+		t.Helper()
+		testenv.WaitFor(t, 20*time.Second, what, func() bool {
+			c, err := store.Counts(ctx)
+			if err != nil || c.Outbox != 0 {
+				return false
+			}
+			for st, n := range want {
+				if c.ByState[st] != n {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	settled("six notices delivered", map[pipeline.State]int64{pipeline.StateDelivered: 6})
+	for _, id := range ids[:2] {
+		answer(id, pipeline.FeedbackAcknowledged)
+	}
+	settled("two acknowledged", map[pipeline.State]int64{pipeline.StateDelivered: 4, pipeline.StateAcknowledged: 2})
+	before, err := store.GetMany(ctx, ids)
+	if err != nil || len(before) != 6 {
+		t.Fatalf("%d notices, %v", len(before), err)
+	}
+
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	run := func(extra ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := verify(ctx, append([]string{"-nats-url", d.natsURL, "-redis-url", redisURL}, extra...), func(string) string { return "" }, &out, &errOut)
+		return out.String(), err
+	}
+	out, err := run()
+	if !errors.Is(err, errDisagree) || !strings.Contains(out, "not tracked:    6 notices") {
+		t.Fatalf("after the loss: %v\n%s", err, out)
+	}
+	out, err = run("-repair")
+	if err != nil || !strings.Contains(out, "restored:       6 notices") {
+		t.Fatalf("repair: %v\n%s", err, out)
+	}
+	after, err := store.GetMany(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		b, a := before[id], after[id]
+		if a.Version != b.Version || a.State != b.State || !a.Deadline.Equal(b.Deadline) || !a.DeliveredAt.Equal(b.DeliveredAt) ||
+			a.Fingerprint != b.Fingerprint || string(a.Body) != string(b.Body) || !a.CreatedAt.Equal(b.CreatedAt) {
+			t.Errorf("%s restored as\n%+v\nwas\n%+v", id, a, b)
+		}
+	}
+	if c, err := store.Counts(ctx); err != nil || c.ByState[pipeline.StateDelivered] != 4 || c.ByState[pipeline.StateAcknowledged] != 2 {
+		t.Errorf("counters after repair: %+v, %v", c, err)
+	}
+	if out, err := run(); err != nil || !strings.Contains(out, "agreeing:       6 notices") {
+		t.Errorf("after repair: %v\n%s", err, out)
+	}
+
+	// The pipeline carries on with the restored notices.
+	for _, id := range ids {
+		answer(id, pipeline.FeedbackRemoved)
+	}
+	settled("all six removed", map[pipeline.State]int64{pipeline.StateRemoved: 6})
+	if out, err := run(); err != nil || !strings.Contains(out, "agreeing:       6 notices") {
+		t.Errorf("after the removals: %v\n%s", err, out)
 	}
 }
