@@ -18,6 +18,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/takedown-eu/takedown/pipeline"
 )
 
 // Config configures the streams. Zero values take the documented defaults.
@@ -252,22 +254,59 @@ func (b *Bus) Park(ctx context.Context, s Stream, msg jetstream.Msg, reason, det
 			hdr[k] = v
 		}
 	}
+	who := b.SubjectToken(msg.Subject())
+	return b.park(ctx, s, who, msg.Subject(), msg.Data(), hdr, meta.Stream, meta.Sequence.Stream,
+		fmt.Sprintf("park.%s.%d", meta.Stream, meta.Sequence.Stream), reason, detail, now)
+}
+
+// ParkConflict parks an event that the events stream answered as a
+// duplicate of a different event it holds under the same id, at sequence
+// seq: the tracker made a transition at a version the stream already had
+// (after Redis lost later transitions), and the stream would otherwise
+// drop it unseen. The parked message names the stream's event by its
+// sequence.
+func (b *Bus) ParkConflict(ctx context.Context, subject string, ev pipeline.Event, data []byte, seq uint64, detail string, now time.Time) error {
+	id := fmt.Sprintf("park.conflict.%s.%d", ev.ID, ev.At.UnixNano())
+	return b.park(ctx, Events, ev.Issuer, subject, data, nil, b.StreamName(Events), seq, id, "version_conflict", detail, now)
+}
+
+// park publishes data to the parked stream with the headers that say
+// where it came from and why; id deduplicates it.
+func (b *Bus) park(ctx context.Context, s Stream, who, subject string, data []byte, hdr nats.Header, stream string, seq uint64, id, reason, detail string, now time.Time) error {
+	if hdr == nil {
+		hdr = nats.Header{}
+	}
 	if len(detail) > 2000 {
 		detail = detail[:2000]
 	}
 	hdr.Set(HeaderParkReason, reason)
 	hdr.Set(HeaderParkDetail, detail)
-	hdr.Set(HeaderParkSubject, msg.Subject())
-	hdr.Set(HeaderParkStream, meta.Stream)
-	hdr.Set(HeaderParkSeq, fmt.Sprint(meta.Sequence.Stream))
+	hdr.Set(HeaderParkSubject, subject)
+	hdr.Set(HeaderParkStream, stream)
+	hdr.Set(HeaderParkSeq, fmt.Sprint(seq))
 	hdr.Set(HeaderParkedAt, now.UTC().Format(time.RFC3339Nano))
-	who := b.SubjectToken(msg.Subject())
 	if who == "" {
 		who = "_"
 	}
-	id := fmt.Sprintf("park.%s.%d", meta.Stream, meta.Sequence.Stream)
-	_, err = b.Publish(ctx, b.ParkedSubject(s, who), id, msg.Data(), hdr)
+	_, err := b.Publish(ctx, b.ParkedSubject(s, who), id, data, hdr)
 	return err
+}
+
+// StoredEvent reads the event the events stream holds at sequence seq.
+func (b *Bus) StoredEvent(ctx context.Context, seq uint64) (pipeline.Event, error) {
+	var ev pipeline.Event
+	st, err := b.js.Stream(ctx, b.StreamName(Events))
+	if err != nil {
+		return ev, fmt.Errorf("bus: stream %s: %w", b.StreamName(Events), err)
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return ev, fmt.Errorf("bus: message %d of %s: %w", seq, b.StreamName(Events), err)
+	}
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		return ev, fmt.Errorf("bus: message %d of %s: %w", seq, b.StreamName(Events), err)
+	}
+	return ev, nil
 }
 
 // ErrClosed is returned by Run when its context ends; it is not a failure.

@@ -167,6 +167,9 @@ func (r *Relay) round(ctx context.Context, held map[int]time.Time) (n int, full 
 		if err := p.wait(wctx); err != nil && perr == nil {
 			perr = err
 		}
+		if err := r.checkDuplicates(wctx, p); err != nil && perr == nil {
+			perr = err
+		}
 		if p.done > 0 {
 			ids := make([]string, p.done)
 			for i := range p.done {
@@ -183,6 +186,40 @@ func (r *Relay) round(ctx context.Context, held map[int]time.Time) (n int, full 
 	return n, full, perr
 }
 
+// checkDuplicates looks at the events JetStream answered as duplicates.
+// Normally they are events published again (by a relay that died before
+// trimming them, or after a failed round) and the stream holds the same
+// event. But if Redis lost transitions that the stream already holds,
+// the tracker numbers its next transitions with versions the stream has
+// seen, and the stream drops those events as duplicates: such an event is
+// parked instead, with the reason version_conflict, and logged. An event
+// that cannot be checked is not trimmed: it and those after it are
+// published and checked again next round.
+func (r *Relay) checkDuplicates(ctx context.Context, p *shardPublish) error {
+	for _, d := range p.dups {
+		i, seq := int(d[0]), d[1]
+		ev := p.entries[i].Event
+		stored, err := r.Bus.StoredEvent(ctx, seq)
+		if err == nil && stored.Type == ev.Type && stored.State == ev.State && stored.At.Equal(ev.At) {
+			continue
+		}
+		if err == nil {
+			detail := fmt.Sprintf("the events stream holds %s as %s at %s (sequence %d); this %s at %s was made after Redis lost the stream's later transitions of the notice",
+				ev.ID, stored.Type, stored.At.UTC().Format(time.RFC3339Nano), seq, ev.Type, ev.At.UTC().Format(time.RFC3339Nano))
+			subject := r.Bus.EventSubject(ev.Issuer, ev.Provider, string(ev.Type))
+			if err = r.Bus.ParkConflict(ctx, subject, ev, ev.AppendJSON(nil), seq, detail, time.Now()); err == nil {
+				r.Metrics.Parked.WithLabelValues("events", "version_conflict").Inc()
+				r.Logger.Error("event parked: the events stream holds another event under its id; Redis lost transitions and the tracker numbered new ones the same (after a Redis data loss, run takedownd verify -repair before takedownd resumes)",
+					"component", "relay", "event", ev.ID, "type", ev.Type, "stream_type", stored.Type, "stream_sequence", seq)
+				continue
+			}
+		}
+		p.done = i
+		return fmt.Errorf("check duplicate event %s of shard %d: %w", ev.ID, p.shard, err)
+	}
+	return nil
+}
+
 // shardPublish is one shard's events of a round on their way to the
 // events stream.
 type shardPublish struct {
@@ -191,6 +228,9 @@ type shardPublish struct {
 	futures []jetstream.PubAckFuture
 	err     error // why publishing stopped before the last entry
 	done    int   // how many entries, from the first, JetStream acknowledged
+	// dups are the acknowledged entries JetStream answered as duplicates:
+	// their index and the sequence of the message stored with their id.
+	dups [][2]uint64
 }
 
 // roundTimeout bounds a round: publishing its events and awaiting their
@@ -228,7 +268,10 @@ func (r *Relay) publish(shard int, entries []tracker.OutboxEntry, deadline time.
 func (p *shardPublish) wait(ctx context.Context) error {
 	for _, f := range p.futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				p.dups = append(p.dups, [2]uint64{uint64(p.done), ack.Sequence})
+			}
 			p.done++
 			continue
 		case err := <-f.Err():

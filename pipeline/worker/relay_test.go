@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/pipeline"
@@ -76,6 +78,83 @@ func TestRelayKilledBeforeTrimPublishesEachEventOnceInOrder(t *testing.T) {
 	}
 	if diff := cmp.Diff([]int64{1, 2, 3}, versions); diff != "" {
 		t.Errorf("versions in stream order (-want +got):\n%s", diff)
+	}
+	// The same events published again are not conflicts.
+	if parked := h.streamMsgs(bus.Parked, ">"); len(parked) != 0 {
+		t.Errorf("%d events parked; the duplicates were the same events", len(parked))
+	}
+}
+
+// Redis loses a transition the events stream already holds; the tracker
+// then makes another at the same version. The stream would drop its
+// event as a duplicate of the lost one: the relay parks it instead
+// (version_conflict, naming the stream's event), counts and logs it, and
+// trims it from the outbox.
+func TestRelayParksAnEventWhoseVersionTheStreamHolds(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	n := testenv.Notice("de-bka", "R-conflict", "videohost", pipeline.KindRemovalOrder)
+	id := n.ID()
+	if _, err := h.store.Create(ctx, &n, testenv.JSON(n), t0, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.Delivered(ctx, id, t0.Add(time.Second), time.Hour, t0.Add(time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	relay := &worker.Relay{Store: h.store, Bus: h.bus, Metrics: h.metrics, Logger: h.log, Owner: "r"}
+	if _, err := relay.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs := h.events(id)
+	if len(evs) != 2 {
+		t.Fatalf("%d events relayed, want 2", len(evs))
+	}
+	// Redis comes back without the delivery: the notice as received.
+	if err := h.rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := tracker.Rebuild(evs[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.Restore(ctx, rb, 0, t0); err != nil {
+		t.Fatal(err)
+	}
+	// Delivered again, later: version 2 again, another event. The first
+	// relay to take it dies before trimming; the next relays it again.
+	if _, err := h.store.Delivered(ctx, id, t0.Add(time.Minute), time.Hour, t0.Add(time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	dying := &worker.Relay{Store: crashBeforeTrim{h.store}, Bus: h.bus, Metrics: h.metrics, Logger: h.log, Owner: "r"}
+	if _, err := dying.RunOnce(ctx); err == nil {
+		t.Fatal("trim failure not reported")
+	}
+	if _, err := relay.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := h.store.Counts(ctx); c.Outbox != 0 {
+		t.Errorf("outbox holds %d events after the relay", c.Outbox)
+	}
+	if got := h.events(id); len(got) != 2 || !got[1].At.Equal(evs[1].At) {
+		t.Errorf("events stream changed: %+v", got)
+	}
+	parked := h.parkedMsgs(">", 1)
+	if len(parked) != 1 {
+		t.Fatalf("%d parked messages, want the event parked once", len(parked))
+	}
+	p := parked[0]
+	var ev pipeline.Event
+	if err := json.Unmarshal(p.Data(), &ev); err != nil || ev.ID != id+".2" || !ev.At.Equal(t0.Add(time.Minute)) {
+		t.Errorf("parked %s (%v), want the second delivery's event", p.Data(), err)
+	}
+	hdr := p.Headers()
+	if hdr.Get(bus.HeaderParkReason) != "version_conflict" || hdr.Get(bus.HeaderParkSeq) != "2" ||
+		hdr.Get(bus.HeaderParkSubject) != "takedown.events.de-bka.videohost.delivered" ||
+		!strings.Contains(hdr.Get(bus.HeaderParkDetail), "holds "+id+".2 as delivered at "+t0.Add(time.Second).Format(time.RFC3339Nano)) {
+		t.Errorf("parked with headers %v", hdr)
+	}
+	if got := testutil.ToFloat64(h.metrics.Parked.WithLabelValues("events", "version_conflict")); got < 1 {
+		t.Errorf("takedown_parked_total{source=events,reason=version_conflict} = %v, want it counted", got)
 	}
 }
 
