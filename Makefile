@@ -35,6 +35,7 @@ fuzz:
 	@for t in FuzzParseConfig FuzzEventID; do \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./cmd/takedownd/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./notifier/signature/
+	$(GO) test -run '^$$' -fuzz '^FuzzRebuild$$' -fuzztime $(FUZZTIME) ./tracker/
 	@for t in FuzzFeedbackBody FuzzNoticeBody; do \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pipeline/api/ || exit 1; done
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/takedown-eu/takedown/pipeline"
 )
 
@@ -47,6 +49,9 @@ func Rebuild(events []pipeline.Event) (*Rebuilt, error) {
 		return nil, fmt.Errorf("rebuild: no events: %w", ErrIncomplete)
 	}
 	id := events[0].NoticeID
+	if uuid.Validate(id) != nil {
+		return nil, fmt.Errorf("rebuild: %q is not a notice id", id)
+	}
 	var (
 		rb   = &Rebuilt{ID: id}
 		f    = map[string]string{}
@@ -71,6 +76,9 @@ func Rebuild(events []pipeline.Event) (*Rebuilt, error) {
 		}
 		if ev.Version == 1 && (ev.Type != pipeline.EventReceived || len(ev.Notice) == 0) {
 			return nil, fmt.Errorf("rebuild %s: version 1 is %q without the notice: %w", id, ev.Type, ErrIncomplete)
+		}
+		if ev.Version == 1 && (ev.Issuer == "" || ev.Provider == "" || !ev.Kind.Valid()) {
+			return nil, fmt.Errorf("rebuild %s: the received event names no issuer, provider or kind", id)
 		}
 		rb.Version = ev.Version
 		evs = append(evs, ev)
@@ -124,6 +132,9 @@ func Rebuild(events []pipeline.Event) (*Rebuilt, error) {
 		case pipeline.EventReplayed:
 			f["deliveries"], f["last_delivery"], f["created"] = "0", "0", at
 		}
+	}
+	if rb.Version == 0 {
+		return nil, fmt.Errorf("rebuild %s: no event from version 1 on: %w", id, ErrIncomplete)
 	}
 	rb.State = pipeline.State(f["state"])
 	for _, name := range hashFields {
