@@ -104,4 +104,30 @@ func TestScriptsRunOnRedisCluster(t *testing.T) {
 			t.Errorf("notice %s at version %d on cluster, want 3", id, v)
 		}
 	}
+
+	// A notice lost from the cluster comes back from its events.
+	n := testenv.Notice("de-bka", "CL-a", "videohost", pipeline.KindRemovalOrder)
+	entries, err := st.ReadOutbox(ctx, tracker.ShardOf(n.ID(), 16), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []pipeline.Event
+	for _, e := range entries {
+		if e.Event.NoticeID == n.ID() {
+			events = append(events, e.Event)
+		}
+	}
+	if err := cc.Del(ctx, tracker.TransitionKeys(n.ID(), 16)[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := tracker.Rebuild(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Restore(ctx, rb, 0, t0.Add(time.Hour)); err != nil {
+		t.Fatalf("restore on cluster: %v", err)
+	}
+	if rec, err := st.Get(ctx, n.ID()); err != nil || rec.Version != 3 || rec.State != pipeline.StateRemoved {
+		t.Errorf("restored on cluster: %+v, %v", rec, err)
+	}
 }
