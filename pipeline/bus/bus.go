@@ -259,15 +259,14 @@ func (b *Bus) Park(ctx context.Context, s Stream, msg jetstream.Msg, reason, det
 		fmt.Sprintf("park.%s.%d", meta.Stream, meta.Sequence.Stream), reason, detail, now)
 }
 
-// ParkConflict parks an event that the events stream answered as a
-// duplicate of a different event it holds under the same id, at sequence
-// seq: the tracker made a transition at a version the stream already had
-// (after Redis lost later transitions), and the stream would otherwise
-// drop it unseen. The parked message names the stream's event by its
-// sequence.
-func (b *Bus) ParkConflict(ctx context.Context, subject string, ev pipeline.Event, data []byte, seq uint64, detail string, now time.Time) error {
-	id := fmt.Sprintf("park.conflict.%s.%d", ev.ID, ev.At.UnixNano())
-	return b.park(ctx, Events, ev.Issuer, subject, data, nil, b.StreamName(Events), seq, id, "version_conflict", detail, now)
+// ParkEvent parks an event that the events stream answered as a
+// duplicate of its message seq although it does not hold that event
+// (reason: another event under the same id, or the message is gone), so
+// that it is not dropped unseen. The parked message names the stream's
+// message by its sequence.
+func (b *Bus) ParkEvent(ctx context.Context, subject string, ev pipeline.Event, data []byte, seq uint64, reason, detail string, now time.Time) error {
+	id := fmt.Sprintf("park.event.%s.%d", ev.ID, ev.At.UnixNano())
+	return b.park(ctx, Events, ev.Issuer, subject, data, nil, b.StreamName(Events), seq, id, reason, detail, now)
 }
 
 // park publishes data to the parked stream with the headers that say

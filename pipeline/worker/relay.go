@@ -192,30 +192,38 @@ func (r *Relay) round(ctx context.Context, held map[int]time.Time) (n int, full 
 // event. But if Redis lost transitions that the stream already holds,
 // the tracker numbers its next transitions with versions the stream has
 // seen, and the stream drops those events as duplicates: such an event is
-// parked instead, with the reason version_conflict, and logged. An event
-// that cannot be checked is not trimmed: it and those after it are
+// parked instead (version_conflict) and logged, as is one whose first
+// publication the stream no longer holds (duplicate_of_removed). An
+// event that cannot be checked is not trimmed: it and those after it are
 // published and checked again next round.
 func (r *Relay) checkDuplicates(ctx context.Context, p *shardPublish) error {
 	for _, d := range p.dups {
 		i, seq := int(d[0]), d[1]
 		ev := p.entries[i].Event
 		stored, err := r.Bus.StoredEvent(ctx, seq)
-		if err == nil && stored.Type == ev.Type && stored.State == ev.State && stored.At.Equal(ev.At) {
+		var reason, detail string
+		switch {
+		case err == nil && stored.Type == ev.Type && stored.State == ev.State && stored.At.Equal(ev.At):
 			continue
-		}
-		if err == nil {
-			detail := fmt.Sprintf("the events stream holds %s as %s at %s (sequence %d); this %s at %s was made after Redis lost the stream's later transitions of the notice",
+		case err == nil:
+			reason = "version_conflict"
+			detail = fmt.Sprintf("the events stream holds %s as %s at %s (sequence %d); this %s at %s was made after Redis lost the stream's later transitions of the notice",
 				ev.ID, stored.Type, stored.At.UTC().Format(time.RFC3339Nano), seq, ev.Type, ev.At.UTC().Format(time.RFC3339Nano))
-			subject := r.Bus.EventSubject(ev.Issuer, ev.Provider, string(ev.Type))
-			if err = r.Bus.ParkConflict(ctx, subject, ev, ev.AppendJSON(nil), seq, detail, time.Now()); err == nil {
-				r.Metrics.Parked.WithLabelValues("events", "version_conflict").Inc()
-				r.Logger.Error("event parked: the events stream holds another event under its id; Redis lost transitions and the tracker numbered new ones the same (after a Redis data loss, run takedownd verify -repair before takedownd resumes)",
-					"component", "relay", "event", ev.ID, "type", ev.Type, "stream_type", stored.Type, "stream_sequence", seq)
-				continue
-			}
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			reason = "duplicate_of_removed"
+			detail = fmt.Sprintf("the events stream dropped %s as a duplicate of its message %d, which it no longer holds", ev.ID, seq)
+		default:
+			p.done = i
+			return fmt.Errorf("check duplicate event %s of shard %d: %w", ev.ID, p.shard, err)
 		}
-		p.done = i
-		return fmt.Errorf("check duplicate event %s of shard %d: %w", ev.ID, p.shard, err)
+		subject := r.Bus.EventSubject(ev.Issuer, ev.Provider, string(ev.Type))
+		if err := r.Bus.ParkEvent(ctx, subject, ev, ev.AppendJSON(nil), seq, reason, detail, time.Now()); err != nil {
+			p.done = i
+			return fmt.Errorf("park event %s of shard %d: %w", ev.ID, p.shard, err)
+		}
+		r.Metrics.Parked.WithLabelValues("events", reason).Inc()
+		r.Logger.Error("event parked: the events stream dropped it as a duplicate of another event or of one it no longer holds; after a Redis data loss, run takedownd verify -repair before takedownd resumes",
+			"component", "relay", "event", ev.ID, "type", ev.Type, "reason", reason, "detail", detail)
 	}
 	return nil
 }

@@ -255,3 +255,38 @@ func TestRelayRoundWaitsForRoomToPublish(t *testing.T) {
 		t.Errorf("outbox holds %d events, want none", c.Outbox)
 	}
 }
+
+// An event published again after the stream lost its first publication
+// (deleted by an operator) is parked rather than dropped with nothing
+// left of it, and the outbox drains.
+func TestRelayParksAnEventWhoseFirstPublicationIsGone(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	n := testenv.Notice("de-bka", "R-gone", "videohost", pipeline.KindRemovalOrder)
+	if _, err := h.store.Create(ctx, &n, testenv.JSON(n), t0, t0); err != nil {
+		t.Fatal(err)
+	}
+	dying := &worker.Relay{Store: crashBeforeTrim{h.store}, Bus: h.bus, Metrics: h.metrics, Logger: h.log, Owner: "r"}
+	if _, err := dying.RunOnce(ctx); err == nil {
+		t.Fatal("trim failure not reported")
+	}
+	st, err := h.js.Stream(ctx, h.bus.StreamName(bus.Events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	relay := &worker.Relay{Store: h.store, Bus: h.bus, Metrics: h.metrics, Logger: h.log, Owner: "r"}
+	if _, err := relay.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := h.store.Counts(ctx); c.Outbox != 0 {
+		t.Errorf("outbox holds %d events after the relay", c.Outbox)
+	}
+	parked := h.parkedMsgs(">", 1)
+	if len(parked) != 1 || parked[0].Headers().Get(bus.HeaderParkReason) != "duplicate_of_removed" ||
+		!strings.Contains(parked[0].Headers().Get(bus.HeaderParkDetail), "its message 1, which it no longer holds") {
+		t.Fatalf("parked %d messages: %v", len(parked), parked[0].Headers())
+	}
+}
