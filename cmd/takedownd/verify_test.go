@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/pipeline"
@@ -241,17 +246,18 @@ func TestVerifySetsAsideNoticesOlderThanTheStream(t *testing.T) {
 	}
 }
 
-// Redis loses everything under a running takedownd (its disk is gone, or
-// it came back from an empty backup): verify -repair restores every
-// notice from the events stream, and the pipeline carries on with them —
-// their answers apply, at the next versions, and the stream and the
-// tracker agree afterwards.
-func TestRepairAfterRedisLostItsData(t *testing.T) {
-	rdb := testenv.Redis(t)
-	redisURL := "redis://" + rdb.Options().Addr + "/0"
-	d := startDaemon(t, "-redis-url", redisURL)
-	ctx := context.Background()
-	js, err := jetstream.New(testenv.Connect(t, d.natsURL))
+// verifyRig drives a takedownd through NATS and reads its tracker, for
+// the repair tests.
+type verifyRig struct {
+	t                 *testing.T
+	js                jetstream.JetStream
+	store             *tracker.Store
+	natsURL, redisURL string
+}
+
+func newVerifyRig(t *testing.T, natsURL string, rdb *redis.Client) *verifyRig {
+	t.Helper()
+	js, err := jetstream.New(testenv.Connect(t, natsURL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,50 +265,96 @@ func TestRepairAfterRedisLostItsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer := func(id string, typ pipeline.FeedbackType) {
-		t.Helper()
-		now := time.Now().UTC()
-		f := pipeline.Feedback{Schema: pipeline.FeedbackSchema, NoticeID: id, Provider: "videohost", Type: typ}
-		if typ == pipeline.FeedbackRemoved {
-			f.ActionAt = &now
-		}
-		m := nats.NewMsg("takedown.feedback.videohost")
-		m.Data = testenv.JSON(f)
-		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id+"."+string(typ))); err != nil {
-			t.Fatal(err)
-		}
+	return &verifyRig{t: t, js: js, store: store, natsURL: natsURL, redisURL: "redis://" + rdb.Options().Addr + "/0"}
+}
+
+// submit publishes a removal order to videohost and returns its id.
+func (r *verifyRig) submit(ref string) string {
+	r.t.Helper()
+	n := testenv.Notice("de-bka", ref, "videohost", pipeline.KindRemovalOrder)
+	m := nats.NewMsg("takedown.intake.de-bka")
+	m.Data = testenv.JSON(n)
+	if _, err := r.js.PublishMsg(context.Background(), m, jetstream.WithMsgID(n.ID())); err != nil {
+		r.t.Fatal(err)
 	}
-	var ids []string
-	for i := range 6 {
-		n := testenv.Notice("de-bka", fmt.Sprintf("REPAIR-%d", i), "videohost", pipeline.KindRemovalOrder)
-		m := nats.NewMsg("takedown.intake.de-bka")
-		m.Data = testenv.JSON(n)
-		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(n.ID())); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, n.ID())
+	return n.ID()
+}
+
+// answer publishes videohost's feedback on a notice.
+func (r *verifyRig) answer(id string, typ pipeline.FeedbackType) {
+	r.t.Helper()
+	now := time.Now().UTC()
+	f := pipeline.Feedback{Schema: pipeline.FeedbackSchema, NoticeID: id, Provider: "videohost", Type: typ}
+	if typ == pipeline.FeedbackRemoved {
+		f.ActionAt = &now
 	}
-	settled := func(what string, want map[pipeline.State]int64) {
-		t.Helper()
-		testenv.WaitFor(t, 20*time.Second, what, func() bool {
-			c, err := store.Counts(ctx)
-			if err != nil || c.Outbox != 0 {
+	m := nats.NewMsg("takedown.feedback.videohost")
+	m.Data = testenv.JSON(f)
+	if _, err := r.js.PublishMsg(context.Background(), m, jetstream.WithMsgID(id+"."+string(typ))); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// settled waits until the tracker counts want and its events are relayed.
+func (r *verifyRig) settled(what string, want map[pipeline.State]int64) {
+	r.t.Helper()
+	testenv.WaitFor(r.t, 20*time.Second, what, func() bool {
+		c, err := r.store.Counts(context.Background())
+		if err != nil || c.Outbox != 0 {
+			return false
+		}
+		for st, n := range want {
+			if c.ByState[st] != n {
 				return false
 			}
-			for st, n := range want {
-				if c.ByState[st] != n {
-					return false
-				}
-			}
-			return true
-		})
+		}
+		return true
+	})
+}
+
+func (r *verifyRig) verify(extra ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	err := verify(context.Background(), append([]string{"-nats-url", r.natsURL, "-redis-url", r.redisURL}, extra...), func(string) string { return "" }, &out, &errOut)
+	return out.String(), err
+}
+
+// sameNotices compares the notices the tracker holds now with before.
+func (r *verifyRig) sameNotices(before map[string]tracker.Record) {
+	r.t.Helper()
+	ids := slices.Collect(maps.Keys(before))
+	after, err := r.store.GetMany(context.Background(), ids)
+	if err != nil {
+		r.t.Fatal(err)
 	}
-	settled("six notices delivered", map[pipeline.State]int64{pipeline.StateDelivered: 6})
+	for _, id := range ids {
+		b, a := before[id], after[id]
+		if a.Version != b.Version || a.State != b.State || !a.Deadline.Equal(b.Deadline) || !a.DeliveredAt.Equal(b.DeliveredAt) ||
+			a.Fingerprint != b.Fingerprint || string(a.Body) != string(b.Body) || !a.CreatedAt.Equal(b.CreatedAt) || !a.ActionAt.Equal(b.ActionAt) {
+			r.t.Errorf("%s restored as\n%+v\nwas\n%+v", id, a, b)
+		}
+	}
+}
+
+// Redis loses everything under a running takedownd (its disk is gone, or
+// it came back from an empty backup): verify -repair restores every
+// notice from the events stream, and the pipeline carries on with them —
+// their answers apply, at the next versions, and the stream and the
+// tracker agree afterwards.
+func TestRepairAfterRedisLostItsData(t *testing.T) {
+	ctx := context.Background()
+	rdb := testenv.Redis(t)
+	d := startDaemon(t, "-redis-url", "redis://"+rdb.Options().Addr+"/0")
+	r := newVerifyRig(t, d.natsURL, rdb)
+	var ids []string
+	for i := range 6 {
+		ids = append(ids, r.submit(fmt.Sprintf("REPAIR-%d", i)))
+	}
+	r.settled("six notices delivered", map[pipeline.State]int64{pipeline.StateDelivered: 6})
 	for _, id := range ids[:2] {
-		answer(id, pipeline.FeedbackAcknowledged)
+		r.answer(id, pipeline.FeedbackAcknowledged)
 	}
-	settled("two acknowledged", map[pipeline.State]int64{pipeline.StateDelivered: 4, pipeline.StateAcknowledged: 2})
-	before, err := store.GetMany(ctx, ids)
+	r.settled("two acknowledged", map[pipeline.State]int64{pipeline.StateDelivered: 4, pipeline.StateAcknowledged: 2})
+	before, err := r.store.GetMany(ctx, ids)
 	if err != nil || len(before) != 6 {
 		t.Fatalf("%d notices, %v", len(before), err)
 	}
@@ -310,43 +362,108 @@ func TestRepairAfterRedisLostItsData(t *testing.T) {
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	run := func(extra ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		err := verify(ctx, append([]string{"-nats-url", d.natsURL, "-redis-url", redisURL}, extra...), func(string) string { return "" }, &out, &errOut)
-		return out.String(), err
-	}
-	out, err := run()
+	out, err := r.verify()
 	if !errors.Is(err, errDisagree) || !strings.Contains(out, "not tracked:    6 notices") {
 		t.Fatalf("after the loss: %v\n%s", err, out)
 	}
-	out, err = run("-repair")
+	out, err = r.verify("-repair")
 	if err != nil || !strings.Contains(out, "restored:       6 notices") {
 		t.Fatalf("repair: %v\n%s", err, out)
 	}
-	after, err := store.GetMany(ctx, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range ids {
-		b, a := before[id], after[id]
-		if a.Version != b.Version || a.State != b.State || !a.Deadline.Equal(b.Deadline) || !a.DeliveredAt.Equal(b.DeliveredAt) ||
-			a.Fingerprint != b.Fingerprint || string(a.Body) != string(b.Body) || !a.CreatedAt.Equal(b.CreatedAt) {
-			t.Errorf("%s restored as\n%+v\nwas\n%+v", id, a, b)
-		}
-	}
-	if c, err := store.Counts(ctx); err != nil || c.ByState[pipeline.StateDelivered] != 4 || c.ByState[pipeline.StateAcknowledged] != 2 {
+	r.sameNotices(before)
+	if c, err := r.store.Counts(ctx); err != nil || c.ByState[pipeline.StateDelivered] != 4 || c.ByState[pipeline.StateAcknowledged] != 2 {
 		t.Errorf("counters after repair: %+v, %v", c, err)
 	}
-	if out, err := run(); err != nil || !strings.Contains(out, "agreeing:       6 notices") {
+	if out, err := r.verify(); err != nil || !strings.Contains(out, "agreeing:       6 notices") {
 		t.Errorf("after repair: %v\n%s", err, out)
 	}
 
 	// The pipeline carries on with the restored notices.
 	for _, id := range ids {
-		answer(id, pipeline.FeedbackRemoved)
+		r.answer(id, pipeline.FeedbackRemoved)
 	}
-	settled("all six removed", map[pipeline.State]int64{pipeline.StateRemoved: 6})
-	if out, err := run(); err != nil || !strings.Contains(out, "agreeing:       6 notices") {
+	r.settled("all six removed", map[pipeline.State]int64{pipeline.StateRemoved: 6})
+	if out, err := r.verify(); err != nil || !strings.Contains(out, "agreeing:       6 notices") {
 		t.Errorf("after the removals: %v\n%s", err, out)
+	}
+}
+
+// Redis is restored from an older backup, as the README's operations
+// section has it: takedownd stopped, the backup's AOF directory put back,
+// verify -repair, takedownd started again. Notices created since the
+// backup come back, those that moved on since come forward, and the
+// pipeline finishes them all without a version conflict.
+func TestRepairAfterRestoringAnOlderRedisBackup(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.StartNATS(t)
+	srv := testenv.OwnRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	d := startDaemon(t, "-nats-url", ns.URL(), "-redis-url", srv.URL())
+	r := newVerifyRig(t, ns.URL(), rdb)
+	var ids []string
+	for i := range 6 {
+		ids = append(ids, r.submit(fmt.Sprintf("BACKUP-%d", i)))
+	}
+	r.settled("six notices delivered", map[pipeline.State]int64{pipeline.StateDelivered: 6})
+	r.answer(ids[0], pipeline.FeedbackAcknowledged)
+	r.answer(ids[1], pipeline.FeedbackAcknowledged)
+	r.settled("two acknowledged", map[pipeline.State]int64{pipeline.StateDelivered: 4, pipeline.StateAcknowledged: 2})
+
+	// The backup: a copy of the AOF directory (every write is fsynced).
+	backup := filepath.Join(t.TempDir(), "appendonlydir")
+	if err := os.CopyFS(backup, os.DirFS(srv.DataFile())); err != nil {
+		t.Fatal(err)
+	}
+
+	// Work goes on after it: a removal, an acknowledgement, two new notices.
+	r.answer(ids[0], pipeline.FeedbackRemoved)
+	r.answer(ids[2], pipeline.FeedbackAcknowledged)
+	ids = append(ids, r.submit("BACKUP-6"), r.submit("BACKUP-7"))
+	r.settled("the later work done", map[pipeline.State]int64{pipeline.StateRemoved: 1, pipeline.StateAcknowledged: 2, pipeline.StateDelivered: 5})
+	before, err := r.store.GetMany(ctx, ids)
+	if err != nil || len(before) != 8 {
+		t.Fatalf("%d notices, %v", len(before), err)
+	}
+
+	// Redis comes back from the backup, with takedownd stopped.
+	d.stop(t)
+	srv.Stop()
+	if err := os.RemoveAll(srv.DataFile()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(srv.DataFile(), os.DirFS(backup)); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.verify()
+	for _, want := range []string{
+		"not tracked:    2 notices", "tracker behind: 2 notices",
+		ids[0] + ": tracker at version 3, the stream at 4",
+		ids[2] + ": tracker at version 2, the stream at 3",
+	} {
+		if !errors.Is(err, errDisagree) || !strings.Contains(out, want) {
+			t.Errorf("restored backup: %v, report lacks %q\n%s", err, want, out)
+		}
+	}
+	out, err = r.verify("-repair")
+	if err != nil || !strings.Contains(out, "restored:       4 notices") {
+		t.Fatalf("repair: %v\n%s", err, out)
+	}
+	r.sameNotices(before)
+
+	// takedownd again: every notice finishes, at the next versions.
+	startDaemon(t, "-nats-url", ns.URL(), "-redis-url", srv.URL())
+	for _, id := range ids[1:] {
+		r.answer(id, pipeline.FeedbackRemoved)
+	}
+	r.settled("all eight removed", map[pipeline.State]int64{pipeline.StateRemoved: 8})
+	if out, err := r.verify(); err != nil || !strings.Contains(out, "agreeing:       8 notices") {
+		t.Errorf("after the removals: %v\n%s", err, out)
+	}
+	if parked := testenv.StreamMessages(t, r.js, "TAKEDOWN_PARKED", ">"); len(parked) != 0 {
+		t.Errorf("%d messages parked", len(parked))
 	}
 }
