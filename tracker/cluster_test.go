@@ -107,16 +107,7 @@ func TestScriptsRunOnRedisCluster(t *testing.T) {
 
 	// A notice lost from the cluster comes back from its events.
 	n := testenv.Notice("de-bka", "CL-a", "videohost", pipeline.KindRemovalOrder)
-	entries, err := st.ReadOutbox(ctx, tracker.ShardOf(n.ID(), 16), 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var events []pipeline.Event
-	for _, e := range entries {
-		if e.Event.NoticeID == n.ID() {
-			events = append(events, e.Event)
-		}
-	}
+	events := outboxEvents(t, st, n.ID())
 	if err := cc.Del(ctx, tracker.TransitionKeys(n.ID(), 16)[0]).Err(); err != nil {
 		t.Fatal(err)
 	}

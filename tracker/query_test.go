@@ -118,16 +118,7 @@ func TestTimelineAndAttempts(t *testing.T) {
 	}
 	// The timeline holds the same events as the outbox, but for the
 	// notice the received event carries (Record.Body has it).
-	entries, err := st.ReadOutbox(ctx, tracker.ShardOf(n.ID(), st.Shards()), 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var relayed []pipeline.Event
-	for _, e := range entries {
-		if e.Event.NoticeID == n.ID() {
-			relayed = append(relayed, e.Event)
-		}
-	}
+	relayed := outboxEvents(t, st, n.ID())
 	if len(relayed) != 3 || len(relayed[0].Notice) == 0 {
 		t.Fatalf("outbox holds %d events of the notice, the first with notice %q", len(relayed), relayed[0].Notice)
 	}

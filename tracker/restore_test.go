@@ -82,6 +82,23 @@ func streamEvents(t *testing.T, st *tracker.Store) map[string][]pipeline.Event {
 	return out
 }
 
+// outboxEvents returns the events of notice id waiting in its shard's
+// outbox, in order.
+func outboxEvents(t *testing.T, st *tracker.Store, id string) []pipeline.Event {
+	t.Helper()
+	entries, err := st.ReadOutbox(context.Background(), tracker.ShardOf(id, st.Shards()), 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []pipeline.Event
+	for _, e := range entries {
+		if e.Event.NoticeID == id {
+			out = append(out, e.Event)
+		}
+	}
+	return out
+}
+
 // fire runs one scheduler follow-up of id under a claim of its own.
 func fire(t *testing.T, st *tracker.Store, id, act string, at time.Time) {
 	t.Helper()
