@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -26,7 +28,9 @@ func newClient(base, token string, timeout time.Duration) *client {
 // apiError is an error answer from the server.
 type apiError struct {
 	status int
-	Title  string `json:"title"`
+	// retryAfter is the server's Retry-After (0 when it sent none).
+	retryAfter time.Duration
+	Title      string `json:"title"`
 	Detail string `json:"detail"`
 	Errors []struct {
 		Field   string `json:"field"`
@@ -75,6 +79,9 @@ func (c *client) request(ctx context.Context, method, path string, body []byte, 
 		_ = json.Unmarshal(raw, ae)
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
 			ae.Detail = strings.TrimSpace(ae.Detail + " (retry after " + ra + "s)")
+			if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
+				ae.retryAfter = max(time.Duration(secs)*time.Second, 100*time.Millisecond)
+			}
 		}
 		return nil, ae
 	}
@@ -84,8 +91,6 @@ func (c *client) request(ctx context.Context, method, path string, body []byte, 
 // do sends a request and decodes a JSON answer into out (may be nil). It
 // returns the HTTP status.
 func (c *client) do(ctx context.Context, method, path string, in any, out any, header map[string]string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	var body []byte
 	switch v := in.(type) {
 	case nil:
@@ -97,6 +102,36 @@ func (c *client) do(ctx context.Context, method, path string, in any, out any, h
 			return 0, err
 		}
 	}
+	for retries := 0; ; retries++ {
+		status, err := c.once(ctx, method, path, body, out, header)
+		var ae *apiError
+		if !errors.As(err, &ae) || ae.retryAfter == 0 || retries == maxRetries ||
+			(ae.status != http.StatusTooManyRequests && ae.status != http.StatusServiceUnavailable) {
+			return status, err
+		}
+		// Rate limited, or the server cannot take it right now: wait as
+		// long as it asks and send the same request again (every request
+		// of the API may be repeated: submissions and answers are
+		// idempotent).
+		select {
+		case <-ctx.Done():
+			return status, err
+		case <-time.After(min(ae.retryAfter, maxRetryWait)):
+		}
+	}
+}
+
+// maxRetries bounds how often one request is sent again after a 429 or a
+// 503 with Retry-After, and maxRetryWait each wait.
+const (
+	maxRetries   = 10
+	maxRetryWait = 30 * time.Second
+)
+
+// once sends a request once, within the client's timeout.
+func (c *client) once(ctx context.Context, method, path string, body []byte, out any, header map[string]string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	resp, err := c.request(ctx, method, path, body, header)
 	if err != nil {
 		return 0, err

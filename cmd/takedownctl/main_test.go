@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"encoding/json"
 	"os"
@@ -152,5 +153,21 @@ func TestSubmitFileAndBatch(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, "5 lines: 3 accepted, 1 duplicate, 1 rejected") || !strings.Contains(r.stdout, "line 5:") {
 		t.Errorf("batch summary:\n%s", r.stdout)
+	}
+}
+
+// A batch faster than the issuer's rate limit is slowed down by the
+// server's 429 answers, not refused: takedownctl waits as long as
+// Retry-After asks and sends the line again.
+func TestSubmitBatchHonoursRateLimits(t *testing.T) {
+	p := apitest.Start(t, apitest.Options{Rate: 4, Burst: 2})
+	var batch strings.Builder
+	for i := range 8 {
+		batch.Write(testenv.JSON(testenv.Notice("de-bka", fmt.Sprintf("RL-%d", i), "videohost", pipeline.KindRemovalOrder)))
+		batch.WriteString("\n")
+	}
+	r := ctl(t, p, "issuer:de-bka", batch.String(), "submit", "-ndjson", "-f", "-")
+	if r.code != exitOK || !strings.Contains(r.stdout, "8 lines: 8 accepted, 0 duplicate, 0 rejected") {
+		t.Fatalf("rate-limited batch: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
