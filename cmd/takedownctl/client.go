@@ -31,8 +31,8 @@ type apiError struct {
 	// retryAfter is the server's Retry-After (0 when it sent none).
 	retryAfter time.Duration
 	Title      string `json:"title"`
-	Detail string `json:"detail"`
-	Errors []struct {
+	Detail     string `json:"detail"`
+	Errors     []struct {
 		Field   string `json:"field"`
 		Problem string `json:"problem"`
 	} `json:"errors"`
