@@ -27,8 +27,10 @@ type repairReport struct {
 // repair restores the notices r found not tracked or behind from their
 // events on the stream: each is rebuilt from all its events and written
 // back over the version the tracker held when compared, and left alone
-// if it moved on since.
-func repair(ctx context.Context, js jetstream.JetStream, stream string, store *tracker.Store, r *eventsReport, now time.Time) (*repairReport, error) {
+// if it moved on since. It takes batch notices at a time, reading the
+// stream once per batch, so that its memory stays bounded however many
+// notices Redis lost.
+func repair(ctx context.Context, js jetstream.JetStream, stream string, store *tracker.Store, r *eventsReport, batch int, now time.Time) (*repairReport, error) {
 	rep := &repairReport{restored: map[string][2]int64{}, failed: map[string]string{}}
 	from := map[string]int64{}
 	for id := range r.missing {
@@ -37,17 +39,26 @@ func repair(ctx context.Context, js jetstream.JetStream, stream string, store *t
 	for id, vs := range r.behind {
 		from[id] = vs[0]
 	}
-	if len(from) == 0 {
-		return rep, nil
+	ids := slices.Sorted(maps.Keys(from))
+	for chunk := range slices.Chunk(ids, max(batch, 1)) {
+		if err := repairBatch(ctx, js, stream, store, r, from, chunk, now, rep); err != nil {
+			return rep, err
+		}
 	}
+	return rep, nil
+}
+
+// repairBatch restores the notices ids (a batch of repair's).
+func repairBatch(ctx context.Context, js jetstream.JetStream, stream string, store *tracker.Store, r *eventsReport, from map[string]int64, ids []string, now time.Time, rep *repairReport) error {
 	start := uint64(math.MaxUint64)
-	for id := range from {
+	events := make(map[string][]pipeline.Event, len(ids))
+	for _, id := range ids {
 		start = min(start, r.first[id])
+		events[id] = nil
 	}
-	events := map[string][]pipeline.Event{}
 	_, err := scanStream(ctx, js, stream, start, false, func(m jetstream.Msg, seq uint64) error {
 		id, _, ok := eventID(m.Headers().Get(jetstream.MsgIDHeader))
-		if _, want := from[id]; !ok || !want {
+		if _, want := events[id]; !ok || !want {
 			return nil
 		}
 		var ev pipeline.Event
@@ -58,9 +69,9 @@ func repair(ctx context.Context, js jetstream.JetStream, stream string, store *t
 		return nil
 	})
 	if err != nil {
-		return rep, err
+		return err
 	}
-	for _, id := range slices.Sorted(maps.Keys(from)) {
+	for _, id := range ids {
 		rb, err := tracker.Rebuild(events[id])
 		if err != nil {
 			rep.failed[id] = err.Error()
@@ -70,12 +81,12 @@ func repair(ctx context.Context, js jetstream.JetStream, stream string, store *t
 		case errors.Is(err, pipeline.ErrStale):
 			rep.stale = append(rep.stale, id)
 		case err != nil:
-			return rep, err
+			return err
 		default:
 			rep.restored[id] = [2]int64{from[id], rb.Version}
 		}
 	}
-	return rep, nil
+	return nil
 }
 
 func (r *repairReport) print(w io.Writer, list int) {

@@ -35,6 +35,7 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 	shards := fs.Int("shards", 16, "Redis hash-tag shards, as takedownd runs with (for the outbox's length)")
 	list := fs.Int("list", 20, "notices listed for each kind of disagreement")
 	doRepair := fs.Bool("repair", false, "restore the notices the tracker does not hold, or holds at an older version, from their events")
+	repairBatch := fs.Int("repair-batch", 20000, "notices restored per reading of the stream (bounds -repair's memory: about 5 KB a notice)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: takedownd verify -nats-url URL [-redis-url URL]
 
@@ -73,6 +74,9 @@ Flags:
 		fs.Usage()
 		return fmt.Errorf("%w: -nats-url is required, and nothing else", errUsage)
 	}
+	if *repairBatch < 1 {
+		return fmt.Errorf("%w: -repair-batch must be positive", errUsage)
+	}
 	auth, err := natsAuth(config{NATSNKeySeed: *seed})
 	if err != nil {
 		return err
@@ -108,7 +112,7 @@ Flags:
 	if !*doRepair {
 		return errDisagree
 	}
-	rp, err := repair(ctx, js, stream, store, rep, time.Now())
+	rp, err := repair(ctx, js, stream, store, rep, *repairBatch, time.Now())
 	rp.print(stdout, *list)
 	if err != nil {
 		return fmt.Errorf("repair: %w", err)

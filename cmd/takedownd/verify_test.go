@@ -144,6 +144,9 @@ func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
 	if err := verify(ctx, nil, func(string) string { return "" }, &bytes.Buffer{}, &errOut); !errors.Is(err, errUsage) {
 		t.Errorf("without -nats-url: %v", err)
 	}
+	if _, err := run("-repair", "-repair-batch", "0"); !errors.Is(err, errUsage) {
+		t.Errorf("-repair-batch 0: %v", err)
+	}
 	// takedownd's environment variables serve as well.
 	env := map[string]string{"TAKEDOWN_NATS_URL": d.natsURL, "TAKEDOWN_REDIS_URL": redisURL}
 	if err := verify(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}, &errOut); !errors.Is(err, errDisagree) {
@@ -366,7 +369,8 @@ func TestRepairAfterRedisLostItsData(t *testing.T) {
 	if !errors.Is(err, errDisagree) || !strings.Contains(out, "not tracked:    6 notices") {
 		t.Fatalf("after the loss: %v\n%s", err, out)
 	}
-	out, err = r.verify("-repair")
+	// Four notices per reading of the stream: two readings.
+	out, err = r.verify("-repair", "-repair-batch", "4")
 	if err != nil || !strings.Contains(out, "restored:       6 notices") {
 		t.Fatalf("repair: %v\n%s", err, out)
 	}
