@@ -163,7 +163,13 @@ func (b *Bus) FeedbackSubject(provider string) string { return b.subject("feedba
 
 // EventSubject is where an event of one notice is published.
 func (b *Bus) EventSubject(issuer, provider, typ string) string {
-	return b.subject("events", issuer, provider, typ)
+	return EventSubject(b.cfg.Prefix, issuer, provider, typ)
+}
+
+// EventSubject is where an event of one notice is published under
+// subject prefix.
+func EventSubject(prefix, issuer, provider, typ string) string {
+	return prefix + ".events." + issuer + "." + provider + "." + typ
 }
 
 // ParkedSubject is where a message from stream s is parked; who is the
@@ -255,8 +261,11 @@ func (b *Bus) Park(ctx context.Context, s Stream, msg jetstream.Msg, reason, det
 		}
 	}
 	who := b.SubjectToken(msg.Subject())
+	// The stored time as well as the sequence: a stream recreated, or
+	// restored from an older backup, numbers new messages with the
+	// sequences of earlier ones.
 	return b.park(ctx, s, who, msg.Subject(), msg.Data(), hdr, meta.Stream, meta.Sequence.Stream,
-		fmt.Sprintf("park.%s.%d", meta.Stream, meta.Sequence.Stream), reason, detail, now)
+		fmt.Sprintf("park.%s.%d.%d", meta.Stream, meta.Sequence.Stream, meta.Timestamp.UnixNano()), reason, detail, now)
 }
 
 // ParkEvent parks an event that the events stream answered as a

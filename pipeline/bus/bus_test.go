@@ -242,3 +242,86 @@ func TestPublishAsksAgainForALostPubAck(t *testing.T) {
 		t.Errorf("publish without id sent %d requests, want 1", len(ids))
 	}
 }
+
+// A message parked under a sequence an earlier parked message had (its
+// stream was recreated, or restored from an older backup, and numbers
+// messages from the start again) is parked too, not dropped as that
+// message's duplicate.
+func TestParkKeepsAMessageWhoseSequenceWasReused(t *testing.T) {
+	ctx := context.Background()
+	_, _, js := testenv.NATS(t)
+	b, err := bus.New(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parkAll := func(context.Context, jetstream.Msg) bus.Outcome { return bus.Park("unprocessable", "test") }
+	parked := func(n int) {
+		t.Helper()
+		testenv.WaitFor(t, 10*time.Second, strconv.Itoa(n)+" parked", func() bool {
+			return len(testenv.StreamMessages(t, js, b.StreamName(bus.Parked), ">")) == n
+		})
+	}
+	publish := func(data string) {
+		t.Helper()
+		m := nats.NewMsg(b.IntakeSubject("de-bka"))
+		m.Data = []byte(data)
+		ack, err := js.PublishMsg(ctx, m)
+		if err != nil || ack.Sequence != 1 {
+			t.Fatalf("publish: %+v, %v; want sequence 1", ack, err)
+		}
+	}
+	stop := run(t, b, 1, parkAll)
+	publish(`{"first":1}`)
+	parked(1)
+	stop()
+	if err := js.DeleteStream(ctx, b.StreamName(bus.Intake)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = bus.New(ctx, js, bus.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, b, 1, parkAll)
+	publish(`{"second":2}`)
+	parked(2)
+}
+
+// A replay of a parked message whose sequence an earlier replayed one had
+// (the parked stream was recreated) reaches its subject, instead of being
+// dropped as the earlier replay's duplicate while the parked copy is
+// removed.
+func TestReplayKeepsAMessageWhoseParkedSequenceWasReused(t *testing.T) {
+	ctx := context.Background()
+	_, _, js := testenv.NATS(t)
+	b, err := bus.New(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	park := func(data string) {
+		t.Helper()
+		m := nats.NewMsg(b.ParkedSubject(bus.Intake, "de-bka"))
+		m.Data = []byte(data)
+		m.Header = nats.Header{bus.HeaderParkSubject: []string{b.IntakeSubject("de-bka")}}
+		ack, err := js.PublishMsg(ctx, m)
+		if err != nil || ack.Sequence != 1 {
+			t.Fatalf("park: %+v, %v; want sequence 1", ack, err)
+		}
+		if _, err := b.ReplayParked(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	park(`{"first":1}`)
+	if err := js.DeleteStream(ctx, b.StreamName(bus.Parked)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = bus.New(ctx, js, bus.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	park(`{"second":2}`)
+	st, err := js.Stream(ctx, b.StreamName(bus.Intake))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != 2 {
+		t.Fatalf("intake holds %+v replayed messages (%v), want 2", info.State, err)
+	}
+}

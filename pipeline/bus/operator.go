@@ -100,7 +100,12 @@ func (b *Bus) ReplayParked(ctx context.Context, seq uint64) (ParkedMessage, erro
 			hdr[k] = v
 		}
 	}
-	if _, err := b.Publish(ctx, p.OriginalSubject, "replay."+strconv.FormatUint(seq, 10), raw.Data, hdr); err != nil {
+	// Identified by the parked message's sequence and stored time: a
+	// replay repeated after a lost acknowledgement is dropped, a message
+	// parked later under a reused sequence (the stream restored from an
+	// older backup) is not.
+	id := "replay." + strconv.FormatUint(seq, 10) + "." + strconv.FormatInt(raw.Time.UnixNano(), 10)
+	if _, err := b.Publish(ctx, p.OriginalSubject, id, raw.Data, hdr); err != nil {
 		return ParkedMessage{}, err
 	}
 	if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

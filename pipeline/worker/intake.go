@@ -163,14 +163,17 @@ func rejectionReason(err error) (reason string, refused bool) {
 	return "", false
 }
 
-// msgKey identifies a message by its stream sequence, so that the tracker
-// treats its redelivery as a no-op.
+// msgKey identifies a message by its stream sequence and the time the
+// stream stored it, so that the tracker treats its redelivery as a no-op.
+// The sequence alone is not enough: a stream restored from an older
+// backup numbers new messages with sequences its lost ones had, and a
+// notice's next answer could then look like the last one applied.
 func msgKey(prefix string, msg jetstream.Msg) string {
 	meta, err := msg.Metadata()
 	if err != nil {
 		return ""
 	}
-	return prefix + strconv.FormatUint(meta.Sequence.Stream, 10)
+	return prefix + strconv.FormatUint(meta.Sequence.Stream, 36) + "." + strconv.FormatInt(meta.Timestamp.UnixNano(), 36)
 }
 
 // consume runs a durable consumer of stream named name (the default
