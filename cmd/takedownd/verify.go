@@ -34,7 +34,7 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 	prefix := fs.String("subject-prefix", "takedown", "NATS subject prefix")
 	shards := fs.Int("shards", 16, "Redis hash-tag shards, as takedownd runs with (for the outbox's length)")
 	list := fs.Int("list", 20, "notices listed for each kind of disagreement")
-	doRepair := fs.Bool("repair", false, "restore the notices the tracker does not hold, or holds at an older version, from their events")
+	doRepair := fs.Bool("repair", false, "restore the notices the tracker does not hold, or holds at an older version, from their events; put the events the stream lacks back from the tracker")
 	repairBatch := fs.Int("repair-batch", 20000, "notices restored per reading of the stream (bounds -repair's memory: about 5 KB a notice)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: takedownd verify -nats-url URL [-redis-url URL]
@@ -50,9 +50,11 @@ status 1 when they disagree.
 With -repair it then rebuilds each notice the tracker does not hold, or
 holds at an older version, from its events on the stream and writes it
 back (state, deadlines, indexes, counters, body and timeline; no event
-is recorded), unless the notice moved on since it was compared. Run it
-right after Redis lost data, before takedownd works on the notices
-again. Exit status 0 when everything agrees afterwards.
+is recorded), unless the notice moved on since it was compared; and it
+publishes the events the stream lacks again from the tracker's
+timelines, with their ids. Run it right after Redis or the stream lost
+data, before takedownd works on the notices again. Exit status 0 when
+everything agrees afterwards.
 
 Flags fall back to takedownd's environment variables
 (TAKEDOWN_NATS_URL, TAKEDOWN_REDIS_URL, …).
@@ -113,11 +115,14 @@ Flags:
 		return errDisagree
 	}
 	rp, err := repair(ctx, js, stream, store, rep, *repairBatch, time.Now())
+	if err == nil {
+		err = republish(ctx, js, *prefix, stream, store, rep, rp)
+	}
 	rp.print(stdout, *list)
 	if err != nil {
 		return fmt.Errorf("repair: %w", err)
 	}
-	if !rp.repaired() || len(rep.gaps)+len(rep.ahead) > 0 {
+	if !rp.repaired() {
 		return errDisagree
 	}
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -114,8 +115,10 @@ func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
 	}
 
 	// -repair restores the notice Redis lost and the one it holds at an
-	// older version from their events; the events missing from the
-	// stream it cannot mend, so the exit status stays 1.
+	// older version from their events. The event deleted from the stream
+	// it cannot put back yet (the stream remembers its id for the
+	// duplicate window), nor the version the tracker never recorded an
+	// event of, so the exit status stays 1.
 	out, err = run("-repair")
 	if !errors.Is(err, errDisagree) {
 		t.Fatalf("repair: error %v, want %v (events still missing)\n%s", err, errDisagree, out)
@@ -124,6 +127,9 @@ func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
 		"restored:       2 notices, from their events",
 		"  " + lost + ": restored at version 2",
 		"  " + behind + ": version 1 → 2",
+		"not restorable: 2 notices",
+		"  " + gap + ": the stream still remembers " + gap + ".1 (deleted within its duplicate window)",
+		"  " + ahead + ": version 3 is no longer in the tracker's timeline",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("repair report lacks %q:\n%s", want, out)
@@ -465,6 +471,110 @@ func TestRepairAfterRestoringAnOlderRedisBackup(t *testing.T) {
 	}
 	r.settled("all eight removed", map[pipeline.State]int64{pipeline.StateRemoved: 8})
 	if out, err := r.verify(); err != nil || !strings.Contains(out, "agreeing:       8 notices") {
+		t.Errorf("after the removals: %v\n%s", err, out)
+	}
+	if parked := testenv.StreamMessages(t, r.js, "TAKEDOWN_PARKED", ">"); len(parked) != 0 {
+		t.Errorf("%d messages parked", len(parked))
+	}
+}
+
+// The NATS server is restored from an older backup of its store, and the
+// events stream lacks the events written since: verify -repair publishes
+// them again from the tracker, with their ids and in version order, and
+// the pipeline carries on.
+func TestRepairAfterRestoringAnOlderNATSBackup(t *testing.T) {
+	ns := testenv.StartNATS(t)
+	rdb := testenv.Redis(t)
+	redisURL := "redis://" + rdb.Options().Addr + "/0"
+	d := startDaemon(t, "-nats-url", ns.URL(), "-redis-url", redisURL)
+	r := newVerifyRig(t, ns.URL(), rdb)
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, r.submit(fmt.Sprintf("NATS-BACKUP-%d", i)))
+	}
+	r.settled("four notices delivered", map[pipeline.State]int64{pipeline.StateDelivered: 4})
+
+	// The backup: a copy of the store with the server shut down.
+	d.stop(t)
+	ns.Shutdown()
+	backup := filepath.Join(t.TempDir(), "jetstream")
+	if err := os.CopyFS(backup, os.DirFS(ns.StoreDir())); err != nil {
+		t.Fatal(err)
+	}
+	ns.Restart(t)
+	d = startDaemon(t, "-nats-url", ns.URL(), "-redis-url", redisURL)
+	r = newVerifyRig(t, ns.URL(), rdb)
+
+	// Work goes on after it: an acknowledgement, a removal, two new
+	// notices.
+	r.answer(ids[0], pipeline.FeedbackAcknowledged)
+	r.answer(ids[1], pipeline.FeedbackRemoved)
+	ids = append(ids, r.submit("NATS-BACKUP-4"), r.submit("NATS-BACKUP-5"))
+	r.settled("the later work done", map[pipeline.State]int64{pipeline.StateAcknowledged: 1, pipeline.StateRemoved: 1, pipeline.StateDelivered: 4})
+
+	// NATS comes back from the backup, with takedownd stopped.
+	d.stop(t)
+	ns.Shutdown()
+	if err := os.RemoveAll(ns.StoreDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(ns.StoreDir(), os.DirFS(backup)); err != nil {
+		t.Fatal(err)
+	}
+	ns.Restart(t)
+	r = newVerifyRig(t, ns.URL(), rdb)
+	out, err := r.verify()
+	if !errors.Is(err, errDisagree) || !strings.Contains(out, "events missing: 4 notices") || !strings.Contains(out, "events stream:  8 events") {
+		t.Fatalf("restored backup: %v\n%s", err, out)
+	}
+	out, err = r.verify("-repair")
+	if err != nil || !strings.Contains(out, "republished:    6 events of 4 notices, from the tracker") {
+		t.Fatalf("repair: %v\n%s", err, out)
+	}
+	out, err = r.verify()
+	if err != nil || !strings.Contains(out, "agreeing:       6 notices") {
+		t.Fatalf("after repair: %v\n%s", err, out)
+	}
+	// The events put back are the ones the relay had published: the new
+	// notices' received events carry the notice, versions in order.
+	evs := map[string][]pipeline.Event{}
+	for _, m := range testenv.StreamMessages(t, r.js, "TAKEDOWN_EVENTS", "takedown.events.>") {
+		var ev pipeline.Event
+		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if m.Headers().Get(jetstream.MsgIDHeader) != ev.ID {
+			t.Errorf("event %s republished with id %q", ev.ID, m.Headers().Get(jetstream.MsgIDHeader))
+		}
+		evs[ev.NoticeID] = append(evs[ev.NoticeID], ev)
+	}
+	for _, id := range ids {
+		for i, ev := range evs[id] {
+			if ev.Version != int64(i+1) {
+				t.Errorf("%s: event %d of the stream is version %d", id, i, ev.Version)
+			}
+		}
+	}
+	if n := evs[ids[4]]; len(n) != 2 || n[0].Type != pipeline.EventReceived || len(n[0].Notice) == 0 || n[1].DeliveredAt == nil {
+		t.Errorf("new notice's events after repair: %+v", n)
+	}
+	if rm := evs[ids[1]]; len(rm) != 3 || rm[2].Type != pipeline.EventRemoved || rm[2].InTime == nil || rm[2].ActionAt == nil {
+		t.Errorf("removed notice's events after repair: %+v", rm)
+	}
+
+	// takedownd again: every notice finishes, at the next versions.
+	d = startDaemon(t, "-nats-url", ns.URL(), "-redis-url", redisURL)
+	for _, id := range append([]string{ids[0]}, ids[2:]...) {
+		r.answer(id, pipeline.FeedbackRemoved)
+	}
+	defer func() {
+		if t.Failed() {
+			c, _ := r.store.Counts(context.Background())
+			t.Logf("counts %+v\n%s", c, d.stderr)
+		}
+	}()
+	r.settled("all six removed", map[pipeline.State]int64{pipeline.StateRemoved: 6})
+	if out, err := r.verify(); err != nil || !strings.Contains(out, "agreeing:       6 notices") {
 		t.Errorf("after the removals: %v\n%s", err, out)
 	}
 	if parked := testenv.StreamMessages(t, r.js, "TAKEDOWN_PARKED", ">"); len(parked) != 0 {

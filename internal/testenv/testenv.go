@@ -139,6 +139,10 @@ func (s *NATSServer) start() error {
 // URL is the client URL.
 func (s *NATSServer) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.opts.Port) }
 
+// StoreDir is the JetStream store directory (copy it while the server is
+// shut down).
+func (s *NATSServer) StoreDir() string { return s.opts.StoreDir }
+
 // Shutdown stops the server and waits for it. Safe to call twice.
 func (s *NATSServer) Shutdown() {
 	s.mu.Lock()
