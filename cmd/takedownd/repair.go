@@ -199,7 +199,7 @@ func (r *repairReport) print(w io.Writer, list int) {
 		fmt.Fprintf(w, "%-16s%d notices that changed while repaired; run again\n", "left alone:", len(r.stale))
 	}
 	if len(r.failed) > 0 {
-		fmt.Fprintf(w, "%-16s%d notices\n", "not restorable:", len(r.failed))
+		fmt.Fprintf(w, "%-16s%d notices\n", "not repaired:", len(r.failed))
 		for _, id := range slices.Sorted(maps.Keys(r.failed)) {
 			fmt.Fprintf(w, "  %s: %s\n", id, r.failed[id])
 		}

@@ -127,7 +127,7 @@ func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
 		"restored:       2 notices, from their events",
 		"  " + lost + ": restored at version 2",
 		"  " + behind + ": version 1 → 2",
-		"not restorable: 2 notices",
+		"not repaired:   2 notices",
 		"  " + gap + ": the stream still remembers " + gap + ".1 (deleted within its duplicate window)",
 		"  " + ahead + ": version 3 is no longer in the tracker's timeline",
 	} {
