@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -95,12 +96,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	natsURL := "nats://127.0.0.1:" + strconv.Itoa(ports[1])
+	redisURL := "redis://127.0.0.1:" + strconv.Itoa(ports[2]) + "/0"
 
 	fmt.Fprintf(stdout, "takedown demo: %d notices to %d simulated providers, removal-order window %s (1h in production)\n",
 		o.notices, len(demoProviders), demoWindow)
 	daemon, err := startChild(work, "takedownd", o.takedownd,
 		"-dev", "-data-dir", filepath.Join(work, "data"), "-directory", dirFile,
-		"-redis-url", "redis://127.0.0.1:"+strconv.Itoa(ports[2])+"/0",
+		"-redis-url", redisURL,
 		"-nats-listen", "127.0.0.1:"+strconv.Itoa(ports[1]), "-http", httpAddr,
 		"-scheduler-interval", "200ms", "-log-format", "text", "-shutdown-timeout", "10s")
 	if err != nil {
@@ -130,11 +132,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, daemon.tail())
 	}
+	// The tracker against the audit log, as an operator would check it.
+	verified, err := exec.CommandContext(ctx, o.takedownd, "verify", "-nats-url", natsURL, "-redis-url", redisURL).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("takedownd verify: %w\n%s", err, verified)
+	}
 	sim.stop()
 	if err := daemon.stop(); err != nil {
 		return fmt.Errorf("takedownd did not shut down cleanly: %w\n%s", err, daemon.tail())
 	}
 	summarize(stdout, res)
+	fmt.Fprintf(stdout, "\ntakedownd verify (the tracker in Redis against the events stream):\n%s\n", indent(string(verified)))
 	if missing := res.missing(); len(missing) > 0 {
 		return fmt.Errorf("the demo did not show: %v", missing)
 	}
@@ -249,4 +257,9 @@ func randomBase64(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand never fails on Linux
 	return base64.StdEncoding.EncodeToString(b)
+}
+
+// indent puts two spaces before each line of s.
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
 }
