@@ -439,12 +439,7 @@ func TestRepairAfterRestoringAnOlderRedisBackup(t *testing.T) {
 	// Redis comes back from the backup, with takedownd stopped.
 	d.stop(t)
 	srv.Stop()
-	if err := os.RemoveAll(srv.DataFile()); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(srv.DataFile(), os.DirFS(backup)); err != nil {
-		t.Fatal(err)
-	}
+	putBack(t, srv.DataFile(), backup)
 	if err := srv.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -515,12 +510,7 @@ func TestRepairAfterRestoringAnOlderNATSBackup(t *testing.T) {
 	// NATS comes back from the backup, with takedownd stopped.
 	d.stop(t)
 	ns.Shutdown()
-	if err := os.RemoveAll(ns.StoreDir()); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(ns.StoreDir(), os.DirFS(backup)); err != nil {
-		t.Fatal(err)
-	}
+	putBack(t, ns.StoreDir(), backup)
 	ns.Restart(t)
 	r = newVerifyRig(t, ns.URL(), rdb)
 	out, err := r.verify()
@@ -579,5 +569,16 @@ func TestRepairAfterRestoringAnOlderNATSBackup(t *testing.T) {
 	}
 	if parked := testenv.StreamMessages(t, r.js, "TAKEDOWN_PARKED", ">"); len(parked) != 0 {
 		t.Errorf("%d messages parked", len(parked))
+	}
+}
+
+// putBack replaces the data directory dir with a copy of backup.
+func putBack(t *testing.T, dir, backup string) {
+	t.Helper()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(dir, os.DirFS(backup)); err != nil {
+		t.Fatal(err)
 	}
 }
