@@ -114,9 +114,19 @@ func (s *Scheduler) pass(ctx context.Context, shard int) (fired, claimed int, er
 	for _, id := range ids {
 		rec, ok := recs[id]
 		if !ok {
+			// Due, but the notice is gone (deleted from Redis, or lost
+			// with data Redis lost): the follow-up script drops its due
+			// entry and claim, which would otherwise come back with every
+			// lease.
+			if _, err := s.Store.FollowUp(ctx, id, token, 0, "none", now, time.Time{}, pipeline.Event{}, nil); err != nil && !errors.Is(err, pipeline.ErrNotFound) {
+				s.Logger.Warn("cannot drop the due entry of a notice that is gone; retried when its lease ends", "component", "scheduler", "notice", id, "err", err)
+			}
 			continue
 		}
 		did, err := s.fire(ctx, rec, token, now)
+		if errors.Is(err, pipeline.ErrNotFound) {
+			continue // gone meanwhile; the script dropped its due entry
+		}
 		if err != nil {
 			s.Logger.Warn("follow-up failed; retried when its lease ends", "component", "scheduler", "notice", id, "err", err)
 			continue

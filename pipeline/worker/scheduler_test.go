@@ -3,12 +3,14 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/takedown-eu/takedown/internal/testenv"
 	"github.com/takedown-eu/takedown/pipeline"
@@ -206,5 +208,31 @@ func TestUndeliverableNoticeFailsAndIsReplayable(t *testing.T) {
 	}
 	if st := h.state(n.ID()); st != pipeline.StateDelivered {
 		t.Fatalf("after replay: %s, want delivered", st)
+	}
+}
+
+// A due entry whose notice is gone from Redis (deleted, or lost with data
+// Redis lost) is dropped by the first pass that claims it, instead of
+// coming back with every lease.
+func TestDueEntryOfAGoneNoticeIsDropped(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	n := testenv.Notice("de-bka", "REF-gone", "videohost", pipeline.KindRemovalOrder)
+	if _, err := h.store.Create(ctx, &n, testenv.JSON(n), t0, t0.Add(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("td:{%d}:", tracker.ShardOf(n.ID(), h.store.Shards()))
+	if err := h.rdb.Del(ctx, prefix+"n:"+n.ID()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Set(t0.Add(time.Minute))
+	if _, err := h.scheduler("a").RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.rdb.ZScore(ctx, prefix+"due", n.ID()).Err(); !errors.Is(err, redis.Nil) {
+		t.Errorf("due entry of the gone notice: %v, want none", err)
+	}
+	if held, _ := h.rdb.HExists(ctx, prefix+"claims", n.ID()).Result(); held {
+		t.Error("claim of the gone notice kept")
 	}
 }
