@@ -44,8 +44,8 @@ notice by notice, and reports where they disagree: notices on the stream
 that the tracker does not hold or holds at an older version (transitions
 lost from Redis, for instance by a crash of its host or a restore from an
 older backup), and notices whose events are missing from the stream.
-Reads only; run it against the live system or a restored one. Exit
-status 1 when they disagree.
+Without -repair it only reads: run it against the live system or a
+restored one. Exit status 1 when they disagree.
 
 With -repair it then rebuilds each notice the tracker does not hold, or
 holds at an older version, from its events on the stream and writes it
