@@ -28,7 +28,7 @@ type dedupeResult struct {
 // the difference in the heap they leave by n: what each id costs the
 // server for as long as the window remembers it. The server for this is
 // one of its own, embedded in this process so that its heap can be read.
-func measureDedupe(ctx context.Context, n int, window time.Duration) (dedupeResult, error) {
+func measureDedupe(ctx context.Context, n int, window time.Duration) (_ dedupeResult, err error) {
 	r := dedupeResult{ids: n, window: window}
 	dir, err := os.MkdirTemp("", "takedown-bench-dedupe-")
 	if err != nil {
@@ -40,6 +40,13 @@ func measureDedupe(ctx context.Context, n int, window time.Duration) (dedupeResu
 		return r, err
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	srvLog := &serverLog{}
+	ns.SetLogger(srvLog, false, false)
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w (nats-server: %s)", err, srvLog)
+		}
+	}()
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		return r, err

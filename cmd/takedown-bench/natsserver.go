@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -126,4 +127,36 @@ func (c *natsChild) stop() {
 		_ = c.cmd.Process.Kill()
 		<-c.done
 	}
+}
+
+// serverLog keeps an embedded server's warnings and errors, which explain
+// what a client sees only as an error code (such as "error creating store
+// for stream"): ns.SetLogger(l, false, false).
+type serverLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *serverLog) Noticef(string, ...any)    {}
+func (l *serverLog) Debugf(string, ...any)     {}
+func (l *serverLog) Tracef(string, ...any)     {}
+func (l *serverLog) Warnf(f string, v ...any)  { l.add("warning: "+f, v...) }
+func (l *serverLog) Errorf(f string, v ...any) { l.add("error: "+f, v...) }
+func (l *serverLog) Fatalf(f string, v ...any) { l.add("fatal: "+f, v...) }
+func (l *serverLog) add(f string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) < 20 {
+		l.lines = append(l.lines, fmt.Sprintf(f, v...))
+	}
+}
+
+// String is what the server said, or "nothing logged".
+func (l *serverLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == 0 {
+		return "nothing logged"
+	}
+	return strings.Join(l.lines, "; ")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -61,5 +62,24 @@ func TestNATSApart(t *testing.T) {
 	}
 	if nc.IsConnected() {
 		t.Error("the client still has a connection after the server stopped")
+	}
+}
+
+// An embedded server's warnings reach a serverLog, which failures of the
+// measurements quote (a client sees only an error code).
+func TestServerLogKeepsWarnings(t *testing.T) {
+	ns, err := startNATS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	l := &serverLog{}
+	if l.String() != "nothing logged" {
+		t.Errorf("empty log: %q", l.String())
+	}
+	ns.SetLogger(l, false, false)
+	ns.Warnf("stream create failed: %s", "disk")
+	if !strings.Contains(l.String(), "warning: stream create failed: disk") {
+		t.Errorf("log: %q", l.String())
 	}
 }
