@@ -117,8 +117,9 @@ func (s *Scheduler) pass(ctx context.Context, shard int) (fired, claimed int, er
 			// Due, but the notice is gone (deleted from Redis, or lost
 			// with data Redis lost): the follow-up script drops its due
 			// entry and claim, which would otherwise come back with every
-			// lease.
-			if _, err := s.Store.FollowUp(ctx, id, token, 0, "none", now, time.Time{}, pipeline.Event{}, nil); err != nil && !errors.Is(err, pipeline.ErrNotFound) {
+			// lease. (Stale: restored meanwhile; the next pass plans it.)
+			_, err := s.Store.FollowUp(ctx, id, token, 0, "none", now, time.Time{}, pipeline.Event{}, nil)
+			if err != nil && !errors.Is(err, pipeline.ErrNotFound) && !errors.Is(err, pipeline.ErrStale) {
 				s.Logger.Warn("cannot drop the due entry of a notice that is gone; retried when its lease ends", "component", "scheduler", "notice", id, "err", err)
 			}
 			continue
