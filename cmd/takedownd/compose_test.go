@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -390,4 +391,17 @@ func TestComposeStack(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&st)
 		return st.State == pipeline.StateDelivered
 	})
+
+	// takedownd verify with the service's NATS credentials and Redis, as
+	// the README runs it with `docker compose run`.
+	var verifyArgs []string
+	for _, a := range args {
+		if name, _, _ := strings.Cut(strings.TrimPrefix(a, "-"), "="); slices.Contains([]string{"nats-url", "nats-nkey-seed-file", "redis-url"}, name) {
+			verifyArgs = append(verifyArgs, a)
+		}
+	}
+	var out bytes.Buffer
+	if err := verify(ctx, verifyArgs, func(string) string { return "" }, &out, io.Discard); err != nil || !strings.Contains(out.String(), "of 1 notices") {
+		t.Errorf("verify %v: %v\n%s", verifyArgs, err, out.String())
+	}
 }
