@@ -32,33 +32,13 @@ func TestVerifyFindsWhatTheTrackerAndTheStreamDisagreeOn(t *testing.T) {
 	redisURL := "redis://" + rdb.Options().Addr + "/0"
 	d := startDaemon(t, "-redis-url", redisURL)
 	ctx := context.Background()
-	js, err := jetstream.New(testenv.Connect(t, d.natsURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := tracker.New(rdb, tracker.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newVerifyRig(t, d.natsURL, rdb)
+	js, store, run := r.js, r.store, r.verify
 	var ids []string
 	for i := range 6 {
-		n := testenv.Notice("de-bka", fmt.Sprintf("VERIFY-%d", i), "videohost", pipeline.KindRemovalOrder)
-		m := nats.NewMsg("takedown.intake.de-bka")
-		m.Data = testenv.JSON(n)
-		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(n.ID())); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, n.ID())
+		ids = append(ids, r.submit(fmt.Sprintf("VERIFY-%d", i)))
 	}
-	testenv.WaitFor(t, 20*time.Second, "six notices delivered and their events relayed", func() bool {
-		c, err := store.Counts(ctx)
-		return err == nil && c.ByState[pipeline.StateDelivered] == 6 && c.Outbox == 0
-	})
-	run := func(extra ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		err := verify(ctx, append([]string{"-nats-url", d.natsURL, "-redis-url", redisURL}, extra...), func(string) string { return "" }, &out, &errOut)
-		return out.String(), err
-	}
+	r.settled("six notices delivered and their events relayed", map[pipeline.State]int64{pipeline.StateDelivered: 6})
 	out, err := run()
 	if err != nil || !strings.Contains(out, "agreeing:       6 notices") || !strings.Contains(out, "events stream:  12 events") {
 		t.Fatalf("untouched pipeline: %v\n%s", err, out)
