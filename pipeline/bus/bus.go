@@ -226,15 +226,24 @@ func retryable(err error) bool {
 // JetStream answered as a duplicate, its PubAck's sequence is that of the
 // message first stored with the id.
 func (b *Bus) StoredAt(ctx context.Context, s Stream, seq uint64) (time.Time, error) {
+	m, err := b.stored(ctx, s, seq)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return m.Time, nil
+}
+
+// stored reads stream s's message seq.
+func (b *Bus) stored(ctx context.Context, s Stream, seq uint64) (*jetstream.RawStreamMsg, error) {
 	st, err := b.js.Stream(ctx, b.StreamName(s))
 	if err != nil {
-		return time.Time{}, fmt.Errorf("bus: stream %s: %w", b.StreamName(s), err)
+		return nil, fmt.Errorf("bus: stream %s: %w", b.StreamName(s), err)
 	}
 	m, err := st.GetMsg(ctx, seq)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("bus: message %d of %s: %w", seq, b.StreamName(s), err)
+		return nil, fmt.Errorf("bus: message %d of %s: %w", seq, b.StreamName(s), err)
 	}
-	return m.Time, nil
+	return m, nil
 }
 
 // Park headers describe why a message was parked.
@@ -303,13 +312,9 @@ func (b *Bus) park(ctx context.Context, s Stream, who, subject string, data []by
 // StoredEvent reads the event the events stream holds at sequence seq.
 func (b *Bus) StoredEvent(ctx context.Context, seq uint64) (pipeline.Event, error) {
 	var ev pipeline.Event
-	st, err := b.js.Stream(ctx, b.StreamName(Events))
+	m, err := b.stored(ctx, Events, seq)
 	if err != nil {
-		return ev, fmt.Errorf("bus: stream %s: %w", b.StreamName(Events), err)
-	}
-	m, err := st.GetMsg(ctx, seq)
-	if err != nil {
-		return ev, fmt.Errorf("bus: message %d of %s: %w", seq, b.StreamName(Events), err)
+		return ev, err
 	}
 	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		return ev, fmt.Errorf("bus: message %d of %s: %w", seq, b.StreamName(Events), err)
