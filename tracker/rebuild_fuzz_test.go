@@ -3,6 +3,7 @@ package tracker
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"testing"
 
 	"github.com/google/uuid"
@@ -46,7 +47,7 @@ func FuzzRebuild(f *testing.F) {
 			}
 		}
 		last := applied[len(applied)-1]
-		if rb.Version != last.Version || rb.State != last.State || field(rb.fields, "v") != itoa(last.Version) {
+		if rb.Version != last.Version || rb.State != last.State || field(rb.fields, "v") != strconv.FormatInt(last.Version, 10) {
 			t.Fatalf("rebuilt at version %d, state %q, fields %v; last event %+v", rb.Version, rb.State, rb.fields, last)
 		}
 		if want := min(len(applied), timelineLength); len(rb.timeline) != want {
@@ -64,5 +65,3 @@ func FuzzRebuild(f *testing.F) {
 		}
 	})
 }
-
-func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
